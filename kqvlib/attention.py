@@ -40,6 +40,27 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return torch.where(s > 0, e / s.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(e))
 
 
+def soft_lookup(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """A dictionary lookup made soft (chapter 1): score the query against every key by a dot
+    product, turn the scores into weights with softmax, return the weighted sum of the values.
+
+    query: (d,)   keys: (n, d)   values: (n, d_v)   →   (d_v,)
+
+    It is attention for one query with no 1/√d scaling: ``scaled_dot_product_attention`` adds that.
+    """
+    for name, t in (("query", query), ("keys", keys), ("values", values)):
+        require_float("soft_lookup", name, t)
+    require(
+        query.dim() == 1 and keys.dim() == 2 and values.dim() == 2
+        and keys.shape[1] == query.shape[0] and values.shape[0] == keys.shape[0],
+        f"soft_lookup: expected query (d,), keys (n, d), values (n, d_v); got query {tuple(query.shape)}, "
+        f"keys {tuple(keys.shape)}, values {tuple(values.shape)}",
+    )
+    scores = keys @ query  # (n,): one similarity per key
+    weights = softmax(scores, dim=0)  # (n,), sums to 1
+    return weights @ values  # (d_v,)
+
+
 def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Boolean (T, T) mask, ``True`` on and below the diagonal: position t may look at 0..t only."""
     if not isinstance(T, int) or T < 1:

@@ -1,0 +1,162 @@
+"""Tiny Shakespeare, a character tokenizer, and random training batches.
+
+The text (1,115,394 characters) is downloaded once from the char-rnn repository, checked against
+its SHA-256, and cached. To use a copy you already have, point ``KQV_TINYSHAKESPEARE`` at it::
+
+    export KQV_TINYSHAKESPEARE=/path/to/tinyshakespeare.txt
+
+The cache folder is ``$KQV_CACHE_DIR``, else ``$XDG_CACHE_HOME/kqv``, else ``~/.cache/kqv``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import torch
+
+from kqvlib._validate import require
+
+URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+FILENAME = "tinyshakespeare.txt"
+ENV_FILE = "KQV_TINYSHAKESPEARE"
+ENV_CACHE = "KQV_CACHE_DIR"
+
+
+class DatasetError(RuntimeError):
+    """The dataset is missing or corrupt; the message says how to get a good copy."""
+
+
+def cache_dir() -> Path:
+    """Where downloads are kept: $KQV_CACHE_DIR, else $XDG_CACHE_HOME/kqv, else ~/.cache/kqv."""
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "kqv"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _how_to_get(path: Path, url: str) -> str:
+    return (
+        f"Download it by hand from {url} and either save it as {path} "
+        f"or set {ENV_FILE}=/path/to/the/file."
+    )
+
+
+def _download(url: str, dest: Path, sha256: str, timeout: float) -> bytes:
+    """Download ``url`` and verify it; only a verified file ever appears at ``dest`` (atomic rename)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            data = r.read()
+    except OSError as e:  # URLError, timeouts, refused connections
+        raise DatasetError(f"Tiny Shakespeare is not at {dest} and could not be downloaded ({e}). "
+                           + _how_to_get(dest, url)) from e
+    got = _sha256(data)
+    if got != sha256:
+        raise DatasetError(
+            f"The file downloaded from {url} is corrupt (sha256 {got}, expected {sha256}); nothing was "
+            f"saved. " + _how_to_get(dest, url)
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest)  # atomic: a reader sees no file or the whole verified file
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return data
+
+
+def load_tinyshakespeare(url: str = URL, sha256: str = SHA256, timeout: float = 30.0) -> str:
+    """The Tiny Shakespeare text, verified.
+
+    Order: the file named by $KQV_TINYSHAKESPEARE (must exist and match the checksum), then the
+    cache, then a download into the cache. A cached file with the wrong checksum is deleted and
+    downloaded again. Raises :class:`DatasetError` with instructions when no good copy can be had.
+    """
+    env = os.environ.get(ENV_FILE)
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise DatasetError(f"{ENV_FILE} points at {p}, which does not exist. " + _how_to_get(p, url))
+        data = p.read_bytes()
+        if _sha256(data) != sha256:
+            raise DatasetError(f"{p} (from {ENV_FILE}) is not Tiny Shakespeare: its sha256 is {_sha256(data)}, "
+                               f"expected {sha256}. " + _how_to_get(p, url))
+        return data.decode("utf-8")
+    dest = cache_dir() / FILENAME
+    if dest.is_file():
+        data = dest.read_bytes()
+        if _sha256(data) == sha256:
+            return data.decode("utf-8")
+        dest.unlink()  # corrupt cache: never keep it
+    return _download(url, dest, sha256, timeout).decode("utf-8")
+
+
+class CharTokenizer:
+    """Characters ↔ integer ids. The vocabulary is the sorted set of characters of ``text``."""
+
+    def __init__(self, text: str):
+        self.chars = sorted(set(text))
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, s: str) -> list[int]:
+        """str of length n → n ids."""
+        unknown = sorted(set(s) - self.stoi.keys())
+        require(not unknown, f"CharTokenizer.encode: characters not in the vocabulary: {unknown!r}")
+        return [self.stoi[c] for c in s]
+
+    def decode(self, ids) -> str:
+        """Ids (list or 1-D tensor of length n) → str of length n."""
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        bad = [i for i in ids if not 0 <= i < len(self.chars)]
+        require(not bad, f"CharTokenizer.decode: ids out of range 0..{len(self.chars) - 1}: {bad[:5]}")
+        return "".join(self.chars[i] for i in ids)
+
+
+def train_val_split(data: torch.Tensor, train_fraction: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a 1-D tensor of N ids into the first ⌊fN⌋ (train) and the rest (val)."""
+    require(data.dim() == 1, f"train_val_split: data must be 1-D, got shape {tuple(data.shape)}")
+    n = int(train_fraction * len(data))
+    return data[:n], data[n:]
+
+
+def get_batch(
+    data: torch.Tensor,
+    batch_size: int,
+    block_size: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows from a 1-D id tensor: x (B, T) and the next-token targets y (B, T), y = x shifted by one."""
+    require(data.dim() == 1, f"get_batch: data must be 1-D, got shape {tuple(data.shape)}")
+    require(
+        len(data) > block_size,
+        f"get_batch: data has {len(data)} tokens, need more than block_size={block_size}",
+    )
+    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,)
+    offsets = torch.arange(block_size)  # (T,)
+    x = data[starts[:, None] + offsets]  # (B, T)
+    y = data[starts[:, None] + offsets + 1]  # (B, T)
+    return x.to(device), y.to(device)
+
+
+def load_dataset() -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
+    """Tiny Shakespeare ready to train on: (tokenizer, train ids, val ids), a 90/10 split."""
+    text = load_tinyshakespeare()
+    tok = CharTokenizer(text)
+    data = torch.tensor(tok.encode(text), dtype=torch.long)
+    train, val = train_val_split(data)
+    return tok, train, val

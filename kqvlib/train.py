@@ -1,0 +1,246 @@
+"""Training: pick a device, run AdamW with warmup + cosine decay, estimate losses, save and resume.
+
+    cfg = TrainConfig(max_steps=2000, batch_size=12, lr=1e-3)
+    history = train(model, train_ids, val_ids, cfg, checkpoint_path="ckpt.pt")
+
+On CUDA the forward pass runs under bf16 autocast (fp16 with a GradScaler on GPUs without bf16);
+on the CPU and MPS it runs in float32.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from kqvlib._validate import require
+from kqvlib.data import get_batch
+
+
+def pick_device() -> torch.device:
+    """The fastest device available: cuda, then mps (Apple), then cpu."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 on CUDA GPUs that support it, fp16 on older CUDA GPUs, None (float32) elsewhere."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 2000
+    batch_size: int = 12
+    lr: float = 1e-3  # peak learning rate, reached after warmup
+    min_lr: float = 1e-4  # the end of the cosine decay
+    warmup_steps: int = 100
+    weight_decay: float = 0.1  # on matrices only, not on biases, LayerNorm or embeddings' positions
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables
+    eval_interval: int = 250  # estimate train/val loss every this many steps (and at the end)
+    eval_iters: int = 20  # batches per estimate
+    seed: int = 0
+    progress: bool = True  # a tqdm bar
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to cfg.lr over warmup_steps, then cosine decay to cfg.min_lr at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if step >= cfg.max_steps:
+        return cfg.min_lr
+    frac = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (cfg.lr - cfg.min_lr)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on 2-D weights only (matrices and embeddings), none on biases and norms."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=device.type == "cuda")
+
+
+def _autocast(device: torch.device):
+    dtype = autocast_dtype(device)
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def estimate_loss(
+    model: nn.Module, splits: dict[str, torch.Tensor], batch_size: int, eval_iters: int,
+    device: torch.device, seed: int = 1234,
+) -> dict[str, float]:
+    """Mean loss over ``eval_iters`` random batches of each split (the same batches every call)."""
+    was_training = model.training
+    model.eval()
+    out = {}
+    for name, data in splits.items():
+        g = torch.Generator().manual_seed(seed)
+        losses = []
+        for _ in range(eval_iters):
+            x, y = get_batch(data, batch_size, model.config.block_size, g, device)
+            with _autocast(device):
+                _, loss = model(x, y)
+            losses.append(loss.item())
+        out[name] = sum(losses) / len(losses)
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: torch.Tensor, batch_size: int = 64, device: torch.device | None = None) -> float:
+    """Mean cross-entropy over **every** predicted position of ``data`` (1-D ids).
+
+    The split is cut into consecutive windows of the model's block_size; each window predicts its
+    block_size next tokens (the last, shorter window too), so every token after the first is scored once.
+    """
+    device = device or next(model.parameters()).device
+    T = model.config.block_size
+    n = len(data) - 1  # positions that have a next token
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    starts = list(range(0, n, T))
+    for i in range(0, len(starts), batch_size):
+        chunk = starts[i : i + batch_size]
+        full = [s for s in chunk if s + T <= n]
+        parts = [full] if full else []
+        parts += [[s] for s in chunk if s + T > n]  # the ragged last window on its own
+        for group in parts:
+            L = min(T, n - group[0])
+            x = torch.stack([data[s : s + L] for s in group]).to(device)  # (b, L)
+            y = torch.stack([data[s + 1 : s + 1 + L] for s in group]).to(device)  # (b, L)
+            with _autocast(device):
+                logits, _ = model(x)
+            loss = nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+            total += loss.item()
+            count += y.numel()
+    model.train(was_training)
+    return total / count
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                    step: int, history: dict, train_config: TrainConfig | None = None) -> None:
+    """Save everything needed to resume, atomically (a crash mid-save leaves the old checkpoint)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "step": step,
+        "history": history,
+        "model_config": asdict(model.config) if hasattr(model, "config") else None,
+        "train_config": _plain(asdict(train_config)) if train_config is not None else None,
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _plain(d: dict) -> dict:
+    """Tuples → lists, so the dict loads under weights_only=True."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    map_location: str | torch.device = "cpu") -> dict:
+    """Load weights (and optimizer state) saved by :func:`save_checkpoint`, safely (``weights_only=True``).
+    Returns the whole checkpoint dict (step, history, configs)."""
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    model.load_state_dict(state["model"])
+    if optimizer is not None and state.get("optimizer") is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    return state
+
+
+@dataclass
+class History:
+    """What a chapter plots: the loss estimates and the learning rate at each step."""
+
+    step: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+
+
+def train(
+    model: nn.Module,
+    train_data: torch.Tensor,
+    val_data: torch.Tensor,
+    cfg: TrainConfig,
+    device: torch.device | None = None,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    until: int | None = None,
+) -> dict[str, list]:
+    """Train ``model`` on random batches of ``train_data`` (1-D ids) for cfg.max_steps steps.
+
+    Every cfg.eval_interval steps (and at the end) it estimates train and val loss; with
+    ``checkpoint_path`` it saves a checkpoint at each estimate, and with ``resume`` it continues from
+    that checkpoint (same step, optimizer state, history and batch stream). ``until`` stops early at
+    that step (saving a checkpoint there), so a long run can be split over several sittings.
+    Returns the history as a dict of lists: step, train_loss, val_loss, lr.
+    """
+    from tqdm.auto import tqdm
+
+    require(cfg.max_steps > 0, f"train: max_steps must be positive, got {cfg.max_steps}")
+    device = device or pick_device()
+    model.to(device)
+    model.train()
+    opt = make_optimizer(model, cfg, device)
+    scaler = torch.amp.GradScaler("cuda") if autocast_dtype(device) == torch.float16 else None
+    hist = History()
+    start = 0
+    if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
+        state = load_checkpoint(checkpoint_path, model, opt, map_location=device)
+        start, hist = state["step"], History(**state["history"])
+    g = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(start):  # replay the batch stream so a resumed run sees the same batches
+        torch.randint(len(train_data) - model.config.block_size, (cfg.batch_size,), generator=g)
+
+    stop = cfg.max_steps if until is None else min(until, cfg.max_steps)
+    bar = tqdm(range(start, stop), disable=not cfg.progress, desc="training", leave=True)
+    for step in bar:
+        lr = lr_at(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x, y = get_batch(train_data, cfg.batch_size, model.config.block_size, g, device)
+        with _autocast(device):
+            _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        else:
+            loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+
+        done = step + 1
+        if done % cfg.eval_interval == 0 or done == cfg.max_steps:
+            est = estimate_loss(model, {"train": train_data, "val": val_data}, cfg.batch_size, cfg.eval_iters, device)
+            hist.step.append(done)
+            hist.train_loss.append(est["train"])
+            hist.val_loss.append(est["val"])
+            hist.lr.append(lr)
+            bar.set_postfix(train=f"{est['train']:.3f}", val=f"{est['val']:.3f}")
+            if checkpoint_path is not None:
+                save_checkpoint(checkpoint_path, model, opt, done, asdict(hist), cfg)
+        elif done == stop and checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, model, opt, done, asdict(hist), cfg)
+    return asdict(hist)

@@ -1,0 +1,90 @@
+"""The GPT: shapes, initial loss, causality, reproducible generation, both attention paths."""
+import math
+
+import pytest
+import torch
+
+from kqvlib import GPT, GPTConfig
+
+SMALL = dict(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32)
+
+
+def make(**kw):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**{**SMALL, **kw})).eval()
+
+
+def test_shapes_and_loss():
+    m = make()
+    idx = torch.randint(0, 65, (3, 16))
+    logits, loss = m(idx, idx)
+    assert logits.shape == (3, 16, 65) and loss.shape == ()
+    logits, loss = m(idx[:, :5])
+    assert logits.shape == (3, 5, 65) and loss is None
+
+
+def test_initial_loss_is_close_to_log_vocab():
+    m = make(n_layer=4, n_head=4, n_embd=128, block_size=64)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 65, (8, 64), generator=g)
+    tgt = torch.randint(0, 65, (8, 64), generator=g)
+    _, loss = m(idx, tgt)
+    assert abs(loss.item() - math.log(65)) < 0.1
+
+
+@pytest.mark.parametrize("impl", ["scratch", "sdpa"])
+def test_masking_is_causal(impl):
+    """Changing token t never changes the logits at positions < t."""
+    m = make(attn_impl=impl).double()
+    idx = torch.randint(0, 65, (1, 16))
+    base, _ = m(idx)
+    for t in [1, 7, 15]:
+        changed = idx.clone()
+        changed[0, t] = (changed[0, t] + 1) % 65
+        out, _ = m(changed)
+        torch.testing.assert_close(out[0, :t], base[0, :t], atol=0, rtol=0)
+        assert not torch.allclose(out[0, t], base[0, t])
+
+
+def test_attention_paths_give_the_same_model():
+    a, b = make(attn_impl="scratch").double(), make(attn_impl="sdpa").double()
+    b.load_state_dict(a.state_dict())
+    idx = torch.randint(0, 65, (2, 16))
+    torch.testing.assert_close(a(idx)[0], b(idx)[0], atol=1e-10, rtol=1e-10)
+
+
+def test_weights_are_tied():
+    m = make()
+    assert m.lm_head.weight is m.tok_emb.weight
+
+
+def test_generation_is_reproducible_under_a_seed():
+    m = make()
+    start = torch.zeros(2, 1, dtype=torch.long)
+    torch.manual_seed(42)
+    a = m.generate(start, 40, temperature=0.8, top_k=10)
+    torch.manual_seed(42)
+    b = m.generate(start, 40, temperature=0.8, top_k=10)
+    assert a.shape == (2, 41) and torch.equal(a, b)
+    c = m.generate(start, 40, generator=torch.Generator().manual_seed(42))
+    d = m.generate(start, 40, generator=torch.Generator().manual_seed(42))
+    assert torch.equal(c, d)
+
+
+def test_top_k_one_is_greedy():
+    m = make()
+    start = torch.zeros(1, 1, dtype=torch.long)
+    out = m.generate(start, 5, top_k=1)
+    for t in range(1, 6):
+        logits, _ = m(out[:, :t])
+        assert out[0, t] == logits[0, -1].argmax()
+
+
+def test_bad_inputs_name_the_shapes():
+    m = make()
+    with pytest.raises(ValueError, match="exceeds block_size 16"):
+        m(torch.zeros(1, 17, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\(B, T\).*\(4,\)"):
+        m(torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"targets have shape \(1, 3\)"):
+        m(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long))
