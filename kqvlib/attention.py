@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kqvlib._validate import require, require_float
+from kqvlib.rope import RotaryEmbedding
 
 
 def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -118,6 +119,26 @@ def scaled_dot_product_attention(
     return (out, weights) if return_weights else out
 
 
+class KVCache:
+    """The keys and values one attention layer has seen so far, so generation need not recompute them.
+
+    k, v: (B, H, S, hs), growing by one position per generated token.
+    """
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add (B, H, T, hs) new keys and values; return all of them, (B, H, S + T, hs)."""
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head self-attention.
 
@@ -126,6 +147,7 @@ class MultiHeadAttention(nn.Module):
     ``impl="scratch"`` uses :func:`scaled_dot_product_attention` above; ``impl="sdpa"`` uses PyTorch's
     fused ``F.scaled_dot_product_attention``. Both compute the same function (the tests check it);
     the fused one is faster and is what the GPT uses when it does not need the weights.
+    ``rope_positions=P`` rotates queries and keys by their positions (RoPE, up to P positions).
     """
 
     def __init__(
@@ -136,6 +158,7 @@ class MultiHeadAttention(nn.Module):
         bias: bool = True,
         dropout: float = 0.0,
         impl: str = "sdpa",
+        rope_positions: int | None = None,
     ):
         super().__init__()
         if d_model % n_heads != 0:
@@ -147,40 +170,58 @@ class MultiHeadAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)  # W_Q, W_K, W_V side by side
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W_O
         self.dropout = dropout
+        self.rope = RotaryEmbedding(self.head_size, rope_positions) if rope_positions else None
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, return_weights: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+        cache: KVCache | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """x: (B, T, C). mask: None or bool/float broadcastable to (B, H, T, T), combined with the
-        causal mask when ``causal``. Returns (B, T, C), and the weights (B, H, T, T) when asked."""
+        causal mask when ``causal``. Returns (B, T, C), and the weights (B, H, T, S) when asked.
+
+        cache: keys and values of earlier positions (generation). An empty cache is filled with the
+        T positions of x; after that x must be one new position, which attends to all cached ones.
+        """
         require(
             x.dim() == 3 and x.shape[-1] == self.d_model,
             f"MultiHeadAttention: expected x of shape (B, T, {self.d_model}), got {tuple(x.shape)}",
         )
         B, T, C = x.shape
+        past = len(cache) if cache is not None else 0
+        require(past == 0 or (T == 1 and mask is None),
+                f"MultiHeadAttention: with {past} cached positions, x must be one new position, got {tuple(x.shape)}")
         q, k, v = self.qkv(x).split(C, dim=-1)  # 3 × (B, T, C)
         q = q.view(B, T, self.n_heads, self.head_size).transpose(1, 2)  # (B, H, T, hs)
         k = k.view(B, T, self.n_heads, self.head_size).transpose(1, 2)  # (B, H, T, hs)
         v = v.view(B, T, self.n_heads, self.head_size).transpose(1, 2)  # (B, H, T, hs)
+        if self.rope is not None:
+            q, k = self.rope(q, offset=past), self.rope(k, offset=past)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, H, past + T, hs)
         p = self.dropout if self.training else 0.0
+        causal = self.causal and past == 0  # one new position may see every cached one
 
         if self.impl == "sdpa" and not return_weights:
-            if self.causal and mask is None:
+            if causal and mask is None:
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
             else:
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._full_mask(mask, T, x), dropout_p=p)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._full_mask(mask, T, x, causal), dropout_p=p)
             weights = None
         else:
-            y, weights = scaled_dot_product_attention(q, k, v, self._full_mask(mask, T, x), return_weights=True)
+            y, weights = scaled_dot_product_attention(q, k, v, self._full_mask(mask, T, x, causal), return_weights=True)
             if p > 0:  # dropout on the weights, as the fused kernel does
                 y = F.dropout(weights, p) @ v
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, H, T, hs) → (B, T, H·hs): heads side by side
         y = self.out_proj(y)
         return (y, weights) if return_weights else y
 
-    def _full_mask(self, mask: torch.Tensor | None, T: int, x: torch.Tensor) -> torch.Tensor | None:
+    @staticmethod
+    def _full_mask(mask: torch.Tensor | None, T: int, x: torch.Tensor, causal: bool) -> torch.Tensor | None:
         """The user's mask combined with the causal one (as one bool or float mask)."""
-        if not self.causal:
+        if not causal:
             return mask
         c = causal_mask(T, device=x.device)
         if mask is None:

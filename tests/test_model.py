@@ -88,3 +88,48 @@ def test_bad_inputs_name_the_shapes():
         m(torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match=r"targets have shape \(1, 3\)"):
         m(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("pos_emb", ["learned", "rope"])
+@pytest.mark.parametrize("impl", ["scratch", "sdpa"])
+def test_kv_cache_generates_the_same_tokens(pos_emb, impl):
+    """Sampling with and without the cache gives identical tokens, also past block_size (16 here)."""
+    m = make(pos_emb=pos_emb, attn_impl=impl)
+    start = torch.randint(0, 65, (2, 3), generator=torch.Generator().manual_seed(1))
+    a = m.generate(start, 30, top_k=20, generator=torch.Generator().manual_seed(7), use_cache=True)
+    b = m.generate(start, 30, top_k=20, generator=torch.Generator().manual_seed(7), use_cache=False)
+    assert torch.equal(a, b)
+
+
+def test_cached_logits_equal_full_forward():
+    from kqvlib.attention import KVCache
+
+    m = make(pos_emb="rope").double()
+    idx = torch.randint(0, 65, (2, 10))
+    full, _ = m(idx)
+    caches = [KVCache() for _ in m.blocks]
+    first, _ = m(idx[:, :4], caches=caches)
+    steps = [m(idx[:, t : t + 1], caches=caches)[0] for t in range(4, 10)]
+    torch.testing.assert_close(torch.cat([first] + steps, dim=1), full, atol=1e-10, rtol=1e-10)
+    with pytest.raises(ValueError, match="one new position"):
+        m(idx[:, :2], caches=caches)
+
+
+@pytest.mark.parametrize("cfg", [dict(pos_emb="rope"), dict(norm="rmsnorm"), dict(pos_emb="rope", norm="rmsnorm", bias=False)])
+def test_variants_are_causal_and_start_at_log_vocab(cfg):
+    m = make(**cfg).double()
+    idx = torch.randint(0, 65, (4, 16))
+    logits, loss = m(idx, torch.randint(0, 65, (4, 16)))
+    assert abs(loss.item() - math.log(65)) < 0.1
+    changed = idx.clone()
+    changed[:, 9] = (changed[:, 9] + 1) % 65
+    torch.testing.assert_close(m(changed)[0][:, :9], logits[:, :9], atol=0, rtol=0)
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    from kqvlib.rope import RotaryEmbedding
+
+    rope = RotaryEmbedding(8, 32).double()
+    q, k = torch.randn(1, 1, 1, 8, dtype=torch.float64), torch.randn(1, 1, 1, 8, dtype=torch.float64)
+    s = [(rope(q, offset=p + 3) * rope(k, offset=p)).sum().item() for p in range(0, 20, 5)]
+    assert max(s) - min(s) < 1e-6  # the rotation tables are stored in float32
