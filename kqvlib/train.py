@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -50,24 +51,49 @@ class TrainConfig:
     eval_iters: int = 20  # batches per estimate
     seed: int = 0
     progress: bool = True  # a tqdm bar
+    time_budget: float | None = None  # seconds: stop then, and run the schedule by time, not steps
+    optimizer: str = "adamw"  # "adamw", or "muon" (Muon for the blocks' matrices, AdamW for the rest)
+    muon_lr: float = 0.02  # Muon's peak learning rate (its updates are orthogonalised, so it needs its own)
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to cfg.lr over warmup_steps, then cosine decay to cfg.min_lr at max_steps."""
+def lr_at(step: int, cfg: TrainConfig, progress: float | None = None) -> float:
+    """Linear warmup to cfg.lr over warmup_steps, then cosine decay to cfg.min_lr.
+
+    The decay runs from the end of warmup to max_steps, or, when ``progress`` (0 → 1, the fraction of
+    the time budget used) is given, over that fraction instead.
+    """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    if step >= cfg.max_steps:
-        return cfg.min_lr
-    frac = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    if progress is None:
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    frac = min(1.0, max(0.0, progress))
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (cfg.lr - cfg.min_lr)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on 2-D weights only (matrices and embeddings), none on biases and norms."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=device.type == "cuda")
+def make_optimizers(model: nn.Module, cfg: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:
+    """AdamW with weight decay on 2-D weights only (matrices and embeddings), none on biases and norms.
+
+    With cfg.optimizer == "muon", the matrices inside the blocks go to Muon instead (Jordan et al. 2024:
+    momentum whose update is orthogonalised by a few Newton–Schulz steps); embeddings, the LM head,
+    biases and norms stay with AdamW. Each group remembers its peak rate in "peak_lr".
+    """
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    hidden = [p for n, p in params if p.dim() == 2 and n.startswith("blocks.")]
+    use_muon = cfg.optimizer == "muon"
+    require(cfg.optimizer in ("adamw", "muon"), f"TrainConfig.optimizer must be 'adamw' or 'muon', got {cfg.optimizer!r}")
+    decay = [p for n, p in params if p.dim() >= 2 and not (use_muon and any(p is h for h in hidden))]
+    no_decay = [p for n, p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay, "peak_lr": cfg.lr},
+        {"params": no_decay, "weight_decay": 0.0, "peak_lr": cfg.lr},
+    ]
+    opts: list[torch.optim.Optimizer] = [
+        torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=device.type in ("cuda", "cpu"))
+    ]
+    if use_muon:
+        opts.append(torch.optim.Muon([{"params": hidden, "peak_lr": cfg.muon_lr}], lr=cfg.muon_lr,
+                                     weight_decay=cfg.weight_decay, adjust_lr_fn="original"))
+    return opts
 
 
 def _autocast(device: torch.device):
@@ -129,15 +155,16 @@ def evaluate(model: nn.Module, data: torch.Tensor, batch_size: int = 64, device:
     return total / count
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-                    step: int, history: dict, train_config: TrainConfig | None = None) -> None:
+def save_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.optim.Optimizer] | None,
+                    step: int, history: dict, train_config: TrainConfig | None = None, elapsed: float = 0.0) -> None:
     """Save everything needed to resume, atomically (a crash mid-save leaves the old checkpoint)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "optimizers": [o.state_dict() for o in optimizers or []],
         "step": step,
+        "elapsed": elapsed,
         "history": history,
         "model_config": asdict(model.config) if hasattr(model, "config") else None,
         "train_config": _plain(asdict(train_config)) if train_config is not None else None,
@@ -152,25 +179,26 @@ def _plain(d: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+def load_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.optim.Optimizer] | None = None,
                     map_location: str | torch.device = "cpu") -> dict:
-    """Load weights (and optimizer state) saved by :func:`save_checkpoint`, safely (``weights_only=True``).
-    Returns the whole checkpoint dict (step, history, configs)."""
+    """Load weights (and optimizer states) saved by :func:`save_checkpoint`, safely (``weights_only=True``).
+    Returns the whole checkpoint dict (step, elapsed seconds, history, configs)."""
     state = torch.load(path, map_location=map_location, weights_only=True)
     model.load_state_dict(state["model"])
-    if optimizer is not None and state.get("optimizer") is not None:
-        optimizer.load_state_dict(state["optimizer"])
+    for opt, saved in zip(optimizers or [], state.get("optimizers", [])):
+        opt.load_state_dict(saved)
     return state
 
 
 @dataclass
 class History:
-    """What a chapter plots: the loss estimates and the learning rate at each step."""
+    """What a chapter plots: the loss estimates, the learning rate and the training time at each estimate."""
 
     step: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
 
 
 def train(
@@ -183,13 +211,14 @@ def train(
     resume: bool = False,
     until: int | None = None,
 ) -> dict[str, list]:
-    """Train ``model`` on random batches of ``train_data`` (1-D ids) for cfg.max_steps steps.
+    """Train ``model`` on random batches of ``train_data`` (1-D ids) for cfg.max_steps steps, or for
+    cfg.time_budget seconds of training (loss estimates not counted) when that is set.
 
     Every cfg.eval_interval steps (and at the end) it estimates train and val loss; with
     ``checkpoint_path`` it saves a checkpoint at each estimate, and with ``resume`` it continues from
     that checkpoint (same step, optimizer state, history and batch stream). ``until`` stops early at
     that step (saving a checkpoint there), so a long run can be split over several sittings.
-    Returns the history as a dict of lists: step, train_loss, val_loss, lr.
+    Returns the history as a dict of lists: step, train_loss, val_loss, lr, seconds.
     """
     from tqdm.auto import tqdm
 
@@ -197,50 +226,67 @@ def train(
     device = device or pick_device()
     model.to(device)
     model.train()
-    opt = make_optimizer(model, cfg, device)
+    opts = make_optimizers(model, cfg, device)
     scaler = torch.amp.GradScaler("cuda") if autocast_dtype(device) == torch.float16 else None
     hist = History()
-    start = 0
+    start, elapsed = 0, 0.0
     if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
-        state = load_checkpoint(checkpoint_path, model, opt, map_location=device)
-        start, hist = state["step"], History(**state["history"])
+        state = load_checkpoint(checkpoint_path, model, opts, map_location=device)
+        start, elapsed, hist = state["step"], state["elapsed"], History(**state["history"])
     g = torch.Generator().manual_seed(cfg.seed)
     for _ in range(start):  # replay the batch stream so a resumed run sees the same batches
         torch.randint(len(train_data) - model.config.block_size, (cfg.batch_size,), generator=g)
 
+    def checkpoint(done: int) -> None:
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, model, opts, done, asdict(hist), cfg, elapsed)
+
     stop = cfg.max_steps if until is None else min(until, cfg.max_steps)
     bar = tqdm(range(start, stop), disable=not cfg.progress, desc="training", leave=True)
     for step in bar:
-        lr = lr_at(step, cfg)
-        for group in opt.param_groups:
-            group["lr"] = lr
+        t0 = time.perf_counter()
+        factor = lr_at(step, cfg, elapsed / cfg.time_budget if cfg.time_budget else None) / cfg.lr
+        for opt in opts:
+            for group in opt.param_groups:
+                group["lr"] = group["peak_lr"] * factor
         x, y = get_batch(train_data, cfg.batch_size, model.config.block_size, g, device)
         with _autocast(device):
             _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
-            scaler.unscale_(opt)
+            for opt in opts:
+                scaler.unscale_(opt)
         else:
             loss.backward()
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        for opt in opts:
+            if scaler is not None:
+                scaler.step(opt)
+            else:
+                opt.step()
         if scaler is not None:
-            scaler.step(opt)
             scaler.update()
-        else:
-            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed += time.perf_counter() - t0
 
         done = step + 1
-        if done % cfg.eval_interval == 0 or done == cfg.max_steps:
+        out_of_time = cfg.time_budget is not None and elapsed >= cfg.time_budget
+        if done % cfg.eval_interval == 0 or done == cfg.max_steps or out_of_time:
             est = estimate_loss(model, {"train": train_data, "val": val_data}, cfg.batch_size, cfg.eval_iters, device)
             hist.step.append(done)
             hist.train_loss.append(est["train"])
             hist.val_loss.append(est["val"])
-            hist.lr.append(lr)
+            hist.lr.append(cfg.lr * factor)
+            hist.seconds.append(elapsed)
             bar.set_postfix(train=f"{est['train']:.3f}", val=f"{est['val']:.3f}")
-            if checkpoint_path is not None:
-                save_checkpoint(checkpoint_path, model, opt, done, asdict(hist), cfg)
-        elif done == stop and checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, model, opt, done, asdict(hist), cfg)
+            checkpoint(done)
+        elif done == stop:
+            checkpoint(done)
+        if out_of_time:
+            break
+    bar.close()
     return asdict(hist)
