@@ -23,7 +23,7 @@ $BIN/pytest -q tests --ignore=tests/browser
 step "2/4 notebooks under nbval (strict)"
 nb_start=$SECONDS
 $BIN/pytest -q --nbval --nbval-current-env --sanitize-with tests/sanitize.cfg \
-  -n 2 --dist loadfile --durations=0 book
+  -n 2 --dist loadfile book
 echo "notebooks: $((SECONDS - nb_start)) s"
 
 step "3/4 HTML book (jupyter-book build -W --keep-going)"
