@@ -30,11 +30,22 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 on CUDA GPUs that support it, fp16 on older CUDA GPUs, None (float32) elsewhere."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def cpu_has_bf16() -> bool:
+    """True when this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX), so bf16 is faster, not slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_dtype(device: torch.device, cpu_bf16: bool = False) -> torch.dtype | None:
+    """bf16 on CUDA GPUs that support it, fp16 on older CUDA GPUs; on the CPU bf16 only when asked
+    (``cpu_bf16``) and the CPU has native bf16 matmul; otherwise None (float32)."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_bf16 and cpu_has_bf16():
+        return torch.bfloat16
+    return None
 
 
 @dataclass
@@ -54,6 +65,7 @@ class TrainConfig:
     time_budget: float | None = None  # seconds: stop then, and run the schedule by time, not steps
     optimizer: str = "adamw"  # "adamw", or "muon" (Muon for the blocks' matrices, AdamW for the rest)
     muon_lr: float = 0.02  # Muon's peak learning rate (its updates are orthogonalised, so it needs its own)
+    cpu_bf16: bool = False  # bf16 autocast on CPUs with native bf16 matmul (float32 weights and optimizer)
 
 
 def lr_at(step: int, cfg: TrainConfig, progress: float | None = None) -> float:
@@ -96,8 +108,8 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
     return opts
 
 
-def _autocast(device: torch.device):
-    dtype = autocast_dtype(device)
+def _autocast(device: torch.device, cpu_bf16: bool = False):
+    dtype = autocast_dtype(device, cpu_bf16)
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
@@ -250,7 +262,7 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = group["peak_lr"] * factor
         x, y = get_batch(train_data, cfg.batch_size, model.config.block_size, g, device)
-        with _autocast(device):
+        with _autocast(device, cfg.cpu_bf16):
             _, loss = model(x, y)
         for opt in opts:
             opt.zero_grad(set_to_none=True)

@@ -78,3 +78,22 @@ def test_evaluate_scores_every_position():
     logits = torch.cat([m(d[s : s + 8][None])[0][0] for s in range(0, 96, 8)] + [m(d[96:100][None])[0][0]])
     expected = torch.nn.functional.cross_entropy(logits, d[1:101]).item()
     assert evaluate(m, d, batch_size=5) == pytest.approx(expected, rel=1e-5)
+
+
+def test_time_budget_stops_on_time_and_decays_the_rate():
+    cfg = TrainConfig(max_steps=10**6, batch_size=2, warmup_steps=2, eval_interval=10**6, eval_iters=1,
+                      progress=False, time_budget=1.0, lr=1e-3, min_lr=1e-4)
+    h = train(GPT(CFG), data(), data(seed=1), cfg, device=torch.device("cpu"))
+    assert len(h["step"]) == 1 and 1.0 <= h["seconds"][-1] < 1.5
+    assert h["lr"][-1] == pytest.approx(1e-4, rel=0.05)  # the cosine ends at min_lr when time runs out
+
+
+def test_muon_and_cpu_bf16_options_train():
+    cfg = TrainConfig(max_steps=30, batch_size=4, warmup_steps=3, eval_interval=30, eval_iters=2, progress=False,
+                      optimizer="muon", lr=3e-3, muon_lr=0.02, cpu_bf16=True)
+    seq = torch.arange(20).repeat(50)
+    torch.manual_seed(0)
+    h = train(GPT(CFG), seq, seq, cfg, device=torch.device("cpu"))
+    assert h["val_loss"][-1] < math.log(20)
+    with pytest.raises(ValueError, match="optimizer"):
+        train(GPT(CFG), seq, seq, TrainConfig(optimizer="sgd", progress=False), device=torch.device("cpu"))
