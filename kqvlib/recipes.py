@@ -1,0 +1,34 @@
+"""Training recipes: a model size and a way to train it, as (GPTConfig, TrainConfig) pairs.
+
+``reference_recipe`` is nanoGPT's documented CPU recipe for Tiny Shakespeare (4 layers, 4 heads,
+width 128, context 64, batch 12, AdamW 1e-3 → 1e-4, 2000 steps). ``cpu_recipe`` is what
+``benchmarks/bench.py race`` selected by measurement for the same wall-clock time on a 2-core CPU;
+the training chapter uses it.
+"""
+from __future__ import annotations
+
+from kqvlib.model import GPTConfig
+from kqvlib.train import TrainConfig
+
+
+def reference_recipe(vocab_size: int = 65) -> tuple[GPTConfig, TrainConfig]:
+    model = GPTConfig(vocab_size=vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128,
+                      dropout=0.0, bias=False, tie_weights=True, pos_emb="learned", norm="layernorm")
+    train = TrainConfig(max_steps=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_steps=100,
+                        weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, eval_interval=2000)
+    return model, train
+
+
+def cpu_recipe(vocab_size: int = 65, seconds: float = 60.0) -> tuple[GPTConfig, TrainConfig]:
+    """kqvlib's CPU recipe: train for ``seconds`` of wall-clock time.
+
+    Chosen by measurement (book appendix "Benchmarks"): a 512-character context with rotary positions,
+    2 heads of width 64, Muon for the blocks' matrices, a cosine schedule over the time budget, and bf16
+    matrix products where the CPU has them natively (float32 elsewhere).
+    """
+    model = GPTConfig(vocab_size=vocab_size, block_size=512, n_layer=4, n_head=2, n_embd=128,
+                      dropout=0.0, bias=False, tie_weights=True, pos_emb="rope", norm="layernorm")
+    train = TrainConfig(max_steps=10**9, batch_size=4, lr=3e-3, min_lr=1e-4, warmup_steps=100,
+                        weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, eval_interval=10**9,
+                        time_budget=seconds, optimizer="muon", muon_lr=0.02, cpu_bf16=True)
+    return model, train
