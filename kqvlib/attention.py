@@ -122,21 +122,35 @@ def scaled_dot_product_attention(
 class KVCache:
     """The keys and values one attention layer has seen so far, so generation need not recompute them.
 
-    k, v: (B, H, S, hs), growing by one position per generated token.
+    k, v: (B, H, S, hs), growing by one position per generated token. With ``max_len`` the storage for
+    max_len positions is allocated once and filled in place (no copying of the whole cache per token).
     """
 
-    def __init__(self) -> None:
-        self.k: torch.Tensor | None = None
-        self.v: torch.Tensor | None = None
+    def __init__(self, max_len: int | None = None) -> None:
+        self.max_len = max_len
+        self._k: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+        self._len = 0
 
     def __len__(self) -> int:
-        return 0 if self.k is None else self.k.shape[-2]
+        return self._len
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Add (B, H, T, hs) new keys and values; return all of them, (B, H, S + T, hs)."""
-        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
-        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
-        return self.k, self.v
+        T = k.shape[-2]
+        if self.max_len is None:  # grow by concatenation
+            self._k = k if self._k is None else torch.cat([self._k, k], dim=-2)
+            self._v = v if self._v is None else torch.cat([self._v, v], dim=-2)
+        else:
+            require(self._len + T <= self.max_len,
+                    f"KVCache: {self._len} + {T} positions exceed max_len={self.max_len}")
+            if self._k is None:
+                shape = (*k.shape[:-2], self.max_len, k.shape[-1])  # (B, H, max_len, hs)
+                self._k, self._v = k.new_empty(shape), v.new_empty(shape)
+            self._k[..., self._len : self._len + T, :] = k
+            self._v[..., self._len : self._len + T, :] = v
+        self._len += T
+        return self._k[..., : self._len, :], self._v[..., : self._len, :]
 
 
 class MultiHeadAttention(nn.Module):

@@ -144,7 +144,7 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T))  # (B·T, V) vs (B·T,)
         return logits, loss
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(
         self,
         idx: torch.Tensor,
@@ -173,7 +173,7 @@ class GPT(nn.Module):
             if caches is not None and idx.size(1) <= block:
                 logits, _ = self(idx[:, -1:], caches=caches)  # only the newest token is new
             else:
-                caches = [KVCache() for _ in self.blocks] if use_cache else None
+                caches = [KVCache(block) for _ in self.blocks] if use_cache else None
                 logits, _ = self(idx[:, -block:], caches=caches)  # (B, ≤ block_size) from scratch
             logits = logits[:, -1, :] / temperature  # (B, V): the next-token scores
             if top_k is not None:

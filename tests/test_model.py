@@ -101,13 +101,14 @@ def test_kv_cache_generates_the_same_tokens(pos_emb, impl):
     assert torch.equal(a, b)
 
 
-def test_cached_logits_equal_full_forward():
+@pytest.mark.parametrize("max_len", [None, 10])
+def test_cached_logits_equal_full_forward(max_len):
     from kqvlib.attention import KVCache
 
     m = make(pos_emb="rope").double()
     idx = torch.randint(0, 65, (2, 10))
     full, _ = m(idx)
-    caches = [KVCache() for _ in m.blocks]
+    caches = [KVCache(max_len) for _ in m.blocks]
     first, _ = m(idx[:, :4], caches=caches)
     steps = [m(idx[:, t : t + 1], caches=caches)[0] for t in range(4, 10)]
     torch.testing.assert_close(torch.cat([first] + steps, dim=1), full, atol=1e-10, rtol=1e-10)
