@@ -28,7 +28,7 @@ def cpu_recipe(vocab_size: int = 65, seconds: float = 60.0) -> tuple[GPTConfig, 
     """
     model = GPTConfig(vocab_size=vocab_size, block_size=512, n_layer=4, n_head=2, n_embd=128,
                       dropout=0.0, bias=False, tie_weights=True, pos_emb="rope", norm="layernorm")
-    train = TrainConfig(max_steps=10**9, batch_size=4, lr=3e-3, min_lr=1e-4, warmup_steps=100,
+    train = TrainConfig(max_steps=10**9, batch_size=4, lr=6e-3, min_lr=1e-4, warmup_steps=30,
                         weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, eval_interval=10**9,
                         time_budget=seconds, optimizer="muon", muon_lr=0.02, cpu_bf16=True)
     return model, train
