@@ -144,7 +144,6 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T))  # (B·T, V) vs (B·T,)
         return logits, loss
 
-    @torch.inference_mode()
     def generate(
         self,
         idx: torch.Tensor,
@@ -167,20 +166,21 @@ class GPT(nn.Module):
         require(temperature > 0, f"generate: temperature must be > 0, got {temperature}")
         was_training = self.training
         self.eval()
-        block = self.config.block_size
-        caches = None
-        for _ in range(max_new_tokens):
-            if caches is not None and idx.size(1) <= block:
-                logits, _ = self(idx[:, -1:], caches=caches)  # only the newest token is new
-            else:
-                caches = [KVCache(block) for _ in self.blocks] if use_cache else None
-                logits, _ = self(idx[:, -block:], caches=caches)  # (B, ≤ block_size) from scratch
-            logits = logits[:, -1, :] / temperature  # (B, V): the next-token scores
-            if top_k is not None:
-                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]  # (B, 1)
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            probs = F.softmax(logits, dim=-1)  # (B, V)
-            nxt = torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
-            idx = torch.cat([idx, nxt], dim=1)  # (B, T + 1)
+        with torch.inference_mode():  # no autograd bookkeeping at all: faster than no_grad
+            block = self.config.block_size
+            caches = None
+            for _ in range(max_new_tokens):
+                if caches is not None and idx.size(1) <= block:
+                    logits, _ = self(idx[:, -1:], caches=caches)  # only the newest token is new
+                else:
+                    caches = [KVCache(block) for _ in self.blocks] if use_cache else None
+                    logits, _ = self(idx[:, -block:], caches=caches)  # (B, ≤ block_size) from scratch
+                logits = logits[:, -1, :] / temperature  # (B, V): the next-token scores
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]  # (B, 1)
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                probs = F.softmax(logits, dim=-1)  # (B, V)
+                nxt = torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
+                idx = torch.cat([idx, nxt], dim=1)  # (B, T + 1)
         self.train(was_training)
-        return idx
+        return idx.clone()  # outside inference mode: an ordinary tensor, usable with autograd
