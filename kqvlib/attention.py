@@ -97,6 +97,10 @@ def scaled_dot_product_attention(
         require_float("scaled_dot_product_attention", name, t)
         require(t.dim() >= 2, f"scaled_dot_product_attention: {name} must have shape (..., n, d), got {tuple(t.shape)}")
     require(
+        q.dtype == k.dtype == v.dtype,
+        f"scaled_dot_product_attention: q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}",
+    )
+    require(
         q.shape[-1] == k.shape[-1],
         f"scaled_dot_product_attention: q has shape {tuple(q.shape)} and k has shape {tuple(k.shape)}; "
         f"their last dimensions (d_k) must match",

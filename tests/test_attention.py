@@ -118,6 +118,10 @@ def test_sdpa_shape_errors_name_the_shapes():
         scaled_dot_product_attention(randn(2, 3, 4), randn(2, 5, 3), randn(2, 5, 3))
     with pytest.raises(ValueError, match="same number of positions"):
         scaled_dot_product_attention(randn(3, 4), randn(5, 4), randn(6, 2))
+    with pytest.raises(ValueError, match="share a dtype"):
+        scaled_dot_product_attention(randn(3, 4), randn(5, 4, dtype=torch.float32), randn(5, 2))
+    with pytest.raises(ValueError, match="floating-point"):
+        scaled_dot_product_attention(randn(3, 4), torch.ones(5, 4, dtype=torch.long), randn(5, 2))
     with pytest.raises(ValueError, match=r"mask of shape \(5, 3\)"):
         scaled_dot_product_attention(randn(3, 4), randn(5, 4), randn(5, 2), mask=torch.ones(5, 3, dtype=torch.bool))
 
