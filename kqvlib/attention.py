@@ -146,8 +146,8 @@ class KVCache:
             self._k = k if self._k is None else torch.cat([self._k, k], dim=-2)
             self._v = v if self._v is None else torch.cat([self._v, v], dim=-2)
         else:
-            require(self._len + T <= self.max_len,
-                    f"KVCache: {self._len} + {T} positions exceed max_len={self.max_len}")
+            if self._len + T > self.max_len:
+                raise ValueError(f"KVCache: {self._len} + {T} positions exceed max_len={self.max_len}")
             if self._k is None:
                 shape = (*k.shape[:-2], self.max_len, k.shape[-1])  # (B, H, max_len, hs)
                 self._k, self._v = k.new_empty(shape), v.new_empty(shape)
@@ -203,14 +203,14 @@ class MultiHeadAttention(nn.Module):
         cache: keys and values of earlier positions (generation). An empty cache is filled with the
         T positions of x; after that x must be one new position, which attends to all cached ones.
         """
-        require(
-            x.dim() == 3 and x.shape[-1] == self.d_model,
-            f"MultiHeadAttention: expected x of shape (B, T, {self.d_model}), got {tuple(x.shape)}",
-        )
+        # (Checks on the hot path are plain `if`s: their messages are only formatted when they fail.)
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"MultiHeadAttention: expected x of shape (B, T, {self.d_model}), got {tuple(x.shape)}")
         B, T, C = x.shape
         past = len(cache) if cache is not None else 0
-        require(past == 0 or (T == 1 and mask is None),
-                f"MultiHeadAttention: with {past} cached positions, x must be one new position, got {tuple(x.shape)}")
+        if past and (T != 1 or mask is not None):
+            raise ValueError(f"MultiHeadAttention: with {past} cached positions, x must be one new position, "
+                             f"got {tuple(x.shape)}")
         q, k, v = self.qkv(x).split(C, dim=-1)  # 3 × (B, T, C)
         q = q.view(B, T, self.n_heads, self.head_size).transpose(1, 2)  # (B, H, T, hs)
         k = k.view(B, T, self.n_heads, self.head_size).transpose(1, 2)  # (B, H, T, hs)

@@ -119,19 +119,14 @@ class GPT(nn.Module):
         """idx: (B, T) token ids, T ≤ block_size. targets: (B, T) or None.
         caches: one KVCache per block (generation): idx then holds only the positions not yet cached.
         Returns logits (B, T, V) and the mean cross-entropy (or None without targets)."""
-        require(
-            idx.dim() == 2 and not idx.is_floating_point(),
-            f"GPT: idx must be integer token ids of shape (B, T), got {tuple(idx.shape)} {idx.dtype}",
-        )
+        if idx.dim() != 2 or idx.is_floating_point():
+            raise ValueError(f"GPT: idx must be integer token ids of shape (B, T), got {tuple(idx.shape)} {idx.dtype}")
         B, T = idx.shape
         past = len(caches[0]) if caches else 0
-        require(past + T <= self.config.block_size,
-                f"GPT: sequence length {past + T} exceeds block_size {self.config.block_size}")
-        if targets is not None:
-            require(
-                targets.shape == idx.shape,
-                f"GPT: targets have shape {tuple(targets.shape)}, expected {tuple(idx.shape)} like idx",
-            )
+        if past + T > self.config.block_size:
+            raise ValueError(f"GPT: sequence length {past + T} exceeds block_size {self.config.block_size}")
+        if targets is not None and targets.shape != idx.shape:
+            raise ValueError(f"GPT: targets have shape {tuple(targets.shape)}, expected {tuple(idx.shape)} like idx")
         x = self.tok_emb(idx)  # (B, T, C)
         if self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(past, past + T, device=idx.device))  # + (T, C)

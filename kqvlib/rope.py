@@ -22,16 +22,19 @@ class RotaryEmbedding(nn.Module):
         self.max_positions = max_positions
         inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)  # (hs/2,)
         angles = torch.outer(torch.arange(max_positions, dtype=torch.float64), inv_freq)  # (P, hs/2)
-        self.register_buffer("cos", angles.cos().float(), persistent=False)  # (P, hs/2)
-        self.register_buffer("sin", angles.sin().float(), persistent=False)  # (P, hs/2)
+        # Full-width tables, so that rotating is x·cos + rotate_half(x)·sin (fewer operations per call):
+        cos, sin = angles.cos(), angles.sin()  # (P, hs/2)
+        self.register_buffer("cos", torch.cat([cos, cos], dim=-1).float(), persistent=False)  # (P, hs)
+        self.register_buffer("sin", torch.cat([-sin, sin], dim=-1).float(), persistent=False)  # (P, hs)
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         T = x.shape[-2]
-        require(
-            offset + T <= self.max_positions,
-            f"RotaryEmbedding: positions up to {offset + T - 1} asked, at most {self.max_positions - 1} prepared",
-        )
-        cos = self.cos[offset : offset + T].to(x.dtype)  # (T, hs/2)
-        sin = self.sin[offset : offset + T].to(x.dtype)  # (T, hs/2)
+        if offset + T > self.max_positions:
+            raise ValueError(f"RotaryEmbedding: positions up to {offset + T - 1} asked, "
+                             f"at most {self.max_positions - 1} prepared")
+        cos, sin = self.cos[offset : offset + T], self.sin[offset : offset + T]  # (T, hs) each
+        if cos.dtype != x.dtype:
+            cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)  # 2 × (B, H, T, hs/2)
-        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, H, T, hs)
+        # (x1, x2) ↦ (x1·cos − x2·sin, x2·cos + x1·sin): a rotation of each pair (x1_i, x2_i)
+        return x * cos + torch.cat([x2, x1], dim=-1) * sin  # (B, H, T, hs)
