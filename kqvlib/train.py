@@ -90,10 +90,11 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
     biases and norms stay with AdamW. Each group remembers its peak rate in "peak_lr".
     """
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    hidden = [p for n, p in params if p.dim() == 2 and n.startswith("blocks.")]
-    use_muon = cfg.optimizer == "muon"
     require(cfg.optimizer in ("adamw", "muon"), f"TrainConfig.optimizer must be 'adamw' or 'muon', got {cfg.optimizer!r}")
-    decay = [p for n, p in params if p.dim() >= 2 and not (use_muon and any(p is h for h in hidden))]
+    use_muon = cfg.optimizer == "muon"
+    hidden = [p for n, p in params if use_muon and p.dim() == 2 and n.startswith("blocks.")]
+    to_muon = {id(p) for p in hidden}
+    decay = [p for n, p in params if p.dim() >= 2 and id(p) not in to_muon]
     no_decay = [p for n, p in params if p.dim() < 2]
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay, "peak_lr": cfg.lr},
@@ -148,21 +149,19 @@ def evaluate(model: nn.Module, data: torch.Tensor, batch_size: int = 64, device:
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    starts = list(range(0, n, T))
-    for i in range(0, len(starts), batch_size):
-        chunk = starts[i : i + batch_size]
-        full = [s for s in chunk if s + T <= n]
-        parts = [full] if full else []
-        parts += [[s] for s in chunk if s + T > n]  # the ragged last window on its own
-        for group in parts:
-            L = min(T, n - group[0])
-            x = torch.stack([data[s : s + L] for s in group]).to(device)  # (b, L)
-            y = torch.stack([data[s + 1 : s + 1 + L] for s in group]).to(device)  # (b, L)
-            with _autocast(device):
-                logits, _ = model(x)
-            loss = nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
-            total += loss.item()
-            count += y.numel()
+    full = list(range(0, n - T + 1, T))  # starts of the whole windows
+    batches = [full[i : i + batch_size] for i in range(0, len(full), batch_size)]
+    if n % T:
+        batches.append([n - n % T])  # the shorter last window, on its own
+    for starts in batches:
+        L = min(T, n - starts[0])
+        x = torch.stack([data[s : s + L] for s in starts]).to(device)  # (b, L)
+        y = torch.stack([data[s + 1 : s + 1 + L] for s in starts]).to(device)  # (b, L): the next tokens
+        with _autocast(device):
+            logits, _ = model(x)  # (b, L, V)
+        loss = nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+        total += loss.item()
+        count += y.numel()
     model.train(was_training)
     return total / count
 
