@@ -13,7 +13,7 @@ Writing a checker for an exercise::
     def check_softmax(fn):
         return check(
             "softmax", fn, reference=kqvlib.softmax,
-            make_inputs=lambda g: (torch.randn(4, 7, generator=g),),
+            trials=lambda g: (torch.randn(4, 7, generator=g, dtype=torch.float64),),
             mistakes=[Mistake("wrong axis", lambda x: kqvlib.softmax(x, dim=0), "Normalise along the last axis.")],
         )
 """
@@ -118,6 +118,8 @@ def check(
     nan_hint: str = "",
     seed: int | None = None,
     quiet: bool = False,
+    diagnose: Trial | None = None,
+    diagnose_mistakes: Sequence[Mistake] = (),
 ) -> CheckResult:
     """Run ``fn`` against ``reference`` and print ✓ or a specific hint; never raises.
 
@@ -128,6 +130,9 @@ def check(
         gives its hint.
     numpy: pass NumPy arrays to ``fn`` instead of tensors (its result may be either).
     nan_hint: what to say when the learner's output holds NaN or inf where the reference's does not.
+    diagnose: when ``fn`` raises, it runs once more on these inputs (typically square ones, where a
+        product in the wrong order still fits); if its output then matches one of ``diagnose_mistakes``,
+        the hint names that mistake as the likely cause of the error.
     """
     if callable(trials) and not isinstance(trials, Trial):
         trials = [Trial(trials)]
@@ -143,6 +148,12 @@ def check(
             break
     if result is None:
         result = CheckResult(True, "ok", f"✓ {name}: correct on {len(trials) * repeats} random tests.")
+    if result.key == "exception" and diagnose is not None:
+        found = check(name, fn, reference, [diagnose], diagnose_mistakes, numpy=numpy, repeats=1,
+                      atol=atol, rtol=rtol, seed=seed, quiet=True)
+        if found.key in {m.key for m in diagnose_mistakes}:
+            result = CheckResult(False, found.key, f"✗ {name}: your function raised {result.details['error']}. "
+                                                   f"Likely cause: {found.details['hint']}", result.details)
     if not quiet:
         print(result.message)
     return result
@@ -156,7 +167,8 @@ def _one_call(name, fn, reference, args, trial, mistakes, numpy, atol, rtol, nan
     except NotImplementedError:
         return CheckResult(False, "not attempted", f"… {name}: not attempted yet (the stub still raises NotImplementedError).")
     except Exception as e:  # the learner's bug is reported, never raised
-        return CheckResult(False, "exception", f"✗ {name}: your function raised {type(e).__name__}: {e}")
+        error = f"{type(e).__name__}: {e}"
+        return CheckResult(False, "exception", f"✗ {name}: your function raised {error}", {"error": error, "exc": e})
     if got is None:
         return CheckResult(False, "returned None", f"✗ {name}: your function returned None. Did you forget `return`?")
     if _close(got, expected, atol, rtol):
@@ -167,7 +179,7 @@ def _one_call(name, fn, reference, args, trial, mistakes, numpy, atol, rtol, nan
         except Exception:
             continue
         if _close(got, wrong, atol, rtol) and not _close(wrong, expected, atol, rtol):
-            return CheckResult(False, m.key, f"✗ {name}: {m.hint}")
+            return CheckResult(False, m.key, f"✗ {name}: {m.hint}", {"hint": m.hint})
     if _shape(got) != _shape(expected):
         return CheckResult(
             False, "wrong shape", f"✗ {name}: your output has shape {_shape(got)}, expected {_shape(expected)}."

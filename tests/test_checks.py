@@ -116,3 +116,21 @@ def test_ch01_stub_prints_not_attempted(capsys):
 
     assert ch01.check_soft_lookup(stub).key == "not attempted"
     assert "not attempted yet" in capsys.readouterr().out
+
+
+def test_diagnose_names_the_mistake_behind_an_error():
+    """A product in the wrong order raises on non-square inputs; the square re-run names it."""
+    def ref(Q, K):  # (T, d) and (S, d) → (T, S)
+        return Q @ K.T
+
+    def rect(g):
+        return torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
+
+    def square(g):
+        return torch.randn(4, 4, generator=g, dtype=torch.float64), torch.randn(4, 4, generator=g, dtype=torch.float64)
+
+    no_transpose = Mistake("no transpose", lambda Q, K: Q @ K, "transpose K.")
+    r = check("scores", lambda Q, K: Q @ K, ref, rect, quiet=True, diagnose=Trial(square), diagnose_mistakes=[no_transpose])
+    assert r.key == "no transpose" and "raised RuntimeError" in r.message and "Likely cause: transpose K." in r.message
+    r = check("scores", lambda Q, K: Q @ K[:2], ref, rect, quiet=True, diagnose=Trial(square), diagnose_mistakes=[no_transpose])
+    assert r.key == "exception"

@@ -5,8 +5,8 @@ Shapes: Q (..., T, d_k), K (..., S, d_k), V (..., S, d_v). The first kind of tes
 the second adds a head axis, (B, H, T, ·), so code that hard-codes axis 1 or 2 shows up.
 
 When the learner's code raises on those non-square inputs (the usual sign of K transposed the wrong
-way), the checker runs it once more on *square* inputs, where every order of the products fits, and
-compares with the likely wrong orders to say which transpose went wrong.
+way), ``check(diagnose=…)`` runs it once more on *square* inputs, where every order of the products
+fits, and compares with the likely wrong orders to say which transpose went wrong.
 """
 from __future__ import annotations
 
@@ -65,8 +65,6 @@ _TRANSPOSE_HINT = (
     f"a matrix product did not fit ({{err}}). {SHAPES}, and T ≠ S here. The scores are "
     "Q @ K.transpose(-2, -1) → (..., T, S), one row per query; then weights (..., T, S) @ V → (..., T, d_v)."
 )
-
-_ON_SQUARE = " (With T ≠ S your code raised: {err}.)"
 
 _SCORE_TRANSPOSE_MISTAKES = [
     Mistake("K @ Qᵀ", lambda Q, K: K @ Q.transpose(-2, -1) / math.sqrt(Q.shape[-1]),
@@ -148,33 +146,30 @@ def _check_with_diagnosis(
     quiet: bool,
     seed: int | None,
 ) -> CheckResult:
-    seen: dict = {}
+    first_error_ndim: list[int] = []  # the rank of the inputs on which fn first raised
 
     def learner(*args):
-        seen["ndim"], seen["error"] = args[0].dim(), None
         try:
             return fn(*args)
         except NotImplementedError:
             raise
-        except Exception as e:
-            seen["error"] = e
+        except Exception:
+            first_error_ndim.append(args[0].dim())
             raise
 
-    result = check(name, learner, reference, trials, mistakes, quiet=True, seed=seed)
-    err = seen.get("error")
-    if result.key == "exception" and err is not None:
+    # When fn raises, check() re-runs it on square inputs, where every order of the products fits,
+    # to name the transpose that went wrong.
+    result = check(name, learner, reference, trials, mistakes, quiet=True, seed=seed,
+                   diagnose=Trial(square_inputs), diagnose_mistakes=transpose_mistakes)
+    if result.key == "exception":  # raised, and no wrong order of products explains it
+        err = result.details["exc"]
         err_text = f"{type(err).__name__}: {str(err).rstrip('.')}"
-        if seen["ndim"] > 3:  # right on (B, T, d), broken by a head axis
+        if first_error_ndim[0] > 3:  # right on (B, T, d), broken by a head axis
             result = CheckResult(False, "extra batch axes", f"✗ {name}: {_EXTRA_AXES_HINT} (Your code raised {err_text}.)")
-        else:  # most likely a product in the wrong order: try square inputs, where every order fits
-            square = check(name, fn, reference, [Trial(square_inputs)], transpose_mistakes,
-                           repeats=1, quiet=True, seed=seed)
-            if square.key in {m.key for m in transpose_mistakes}:
-                result = CheckResult(False, square.key, square.message + _ON_SQUARE.format(err=err_text))
-            elif isinstance(err, (RuntimeError, ValueError)) and any(
-                w in str(err) for w in ("size", "shape", "dimension", "match")
-            ):
-                result = CheckResult(False, "wrong transpose", f"✗ {name}: " + _TRANSPOSE_HINT.format(err=err_text))
+        elif isinstance(err, (RuntimeError, ValueError)) and any(
+            w in str(err) for w in ("size", "shape", "dimension", "match")
+        ):
+            result = CheckResult(False, "wrong transpose", f"✗ {name}: " + _TRANSPOSE_HINT.format(err=err_text))
     if not quiet:
         print(result.message)
     return result

@@ -126,22 +126,13 @@ def check_self_attention(fn, quiet: bool = False, seed: int | None = None) -> Ch
     """
     name = "self_attention"
     result = check(
-        name, fn, _reference, [Trial(_make(N, D_MODEL, D_K, D_V))], mistakes=_MISTAKES,
-        seed=seed, quiet=True,
+        name, fn, _reference, [Trial(_make(N, D_MODEL, D_K, D_V))], mistakes=_MISTAKES, seed=seed, quiet=True,
+        diagnose=Trial(_make(N_SQ, N_SQ, N_SQ, N_SQ)), diagnose_mistakes=_DIAGNOSTIC_MISTAKES,
     )
-    if result.key == "exception":
-        diagnosis = check(
-            name, fn, _reference, [Trial(_make(N_SQ, N_SQ, N_SQ, N_SQ))], mistakes=_DIAGNOSTIC_MISTAKES,
-            seed=seed, quiet=True,
+    if result.key == "exception":  # raised, and no known mistake explains it
+        result = CheckResult(
+            False, "exception", f"✗ {name}: your function raised {result.details['error']}. Check each shape. " + _SHAPES
         )
-        error = result.message.split("your function raised ", 1)[-1]
-        if diagnosis.key in {m.key for m in _DIAGNOSTIC_MISTAKES}:
-            hint = diagnosis.message.split(f"✗ {name}: ", 1)[-1]
-            result = CheckResult(False, diagnosis.key, f"✗ {name}: your function raised {error}. Likely cause: {hint}")
-        else:
-            result = CheckResult(
-                False, "exception", f"✗ {name}: your function raised {error}. Check each shape. " + _SHAPES
-            )
     if not quiet:
         print(result.message)
     return result
