@@ -70,15 +70,11 @@ def race(device: torch.device, results: dict) -> dict:
     results["race"] = {
         "T_seconds": T,
         "reference": {"val_loss": ref_val, "steps": h_ref["step"][-1], "seconds": T,
-                      "model": asdict(ref_model_cfg), "train": _jsonable(asdict(ref_train_cfg))},
+                      "model": asdict(ref_model_cfg), "train": asdict(ref_train_cfg)},
         "kqvlib": {"val_loss": our_val, "steps": h_ours["step"][-1], "seconds": h_ours["seconds"][-1],
-                   "model": asdict(our_model_cfg), "train": _jsonable(asdict(our_train_cfg))},
+                   "model": asdict(our_model_cfg), "train": asdict(our_train_cfg)},
     }
     return {"model": ours, "tokenizer": tok}
-
-
-def _jsonable(d: dict) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
 # --- 2. step time against PyTorch's own layers ---------------------------------------------------

@@ -246,7 +246,7 @@ def train(
         start, elapsed, hist = state["step"], state["elapsed"], History(**state["history"])
     g = torch.Generator().manual_seed(cfg.seed)
     for _ in range(start):  # replay the batch stream so a resumed run sees the same batches
-        torch.randint(len(train_data) - model.config.block_size, (cfg.batch_size,), generator=g)
+        get_batch(train_data, cfg.batch_size, model.config.block_size, g)
 
     def checkpoint(done: int) -> None:
         if checkpoint_path is not None:

@@ -61,11 +61,8 @@ def test_sdpa_no_mask(dtype, seed):
 @pytest.mark.parametrize("seed", range(5))
 def test_sdpa_causal(dtype, seed):
     q, k, v = _sdpa_inputs(dtype, seed)
-    k, v = k[..., : q.shape[-2], :], v[..., : q.shape[-2], :]
-    T = q.shape[-2]
-    if k.shape[-2] < T:
-        q = q[..., : k.shape[-2], :]
-        T = q.shape[-2]
+    T = min(q.shape[-2], k.shape[-2])  # causal self-attention: as many keys as queries
+    q, k, v = q[..., :T, :], k[..., :T, :], v[..., :T, :]
     ours = scaled_dot_product_attention(q, k, v, mask=causal_mask(T))
     torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, is_causal=True), **TOL[dtype])
 
