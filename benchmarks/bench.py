@@ -32,7 +32,9 @@ import torch.nn.functional as F
 from kqvlib import GPT, GPTConfig, load_dataset, seed_everything
 from kqvlib.attention import causal_mask
 from kqvlib.recipes import cpu_recipe, reference_recipe
-from kqvlib.train import autocast_dtype, evaluate, train
+from kqvlib.generate import generate
+from kqvlib.precision import autocast, autocast_dtype
+from kqvlib.train import evaluate, train
 
 HERE = Path(__file__).resolve().parent
 GPU_CONFIG = dict(n_layer=6, n_head=6, n_embd=384, block_size=256)  # nanoGPT's Shakespeare-char GPU model
@@ -109,11 +111,9 @@ def _step_fn(model, device, batch, cpu_bf16=False):
     T, V = model.config.block_size, model.config.vocab_size
     x = torch.randint(0, V, (batch, T), generator=g).to(device)
     y = torch.randint(0, V, (batch, T), generator=g).to(device)
-    dtype = autocast_dtype(device, cpu_bf16)
-
     def step() -> float:
         t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with autocast(device, cpu_bf16):
             _, loss = model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -164,12 +164,12 @@ def generate_bench(device: torch.device, results: dict, model: GPT | None = None
     start = torch.zeros(1, 1, dtype=torch.long, device=device)  # one newline character as the prompt
     times, outs = {True: [], False: []}, {}
     for use_cache in (True, False):  # warm-up: the first calls pay for allocations
-        model.generate(start, 50, generator=torch.Generator(device=device).manual_seed(0), use_cache=use_cache)
+        generate(model, start, 50, generator=torch.Generator(device=device).manual_seed(0), use_cache=use_cache)
     for _ in range(repeats):
         for use_cache in (True, False):
             g = torch.Generator(device=device).manual_seed(1337)
             t0 = time.perf_counter()
-            out = model.generate(start, new_tokens, temperature=0.8, top_k=None, generator=g, use_cache=use_cache)
+            out = generate(model, start, new_tokens, temperature=0.8, top_k=None, generator=g, use_cache=use_cache)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times[use_cache].append(time.perf_counter() - t0)

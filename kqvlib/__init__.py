@@ -1,43 +1,59 @@
 """kqvlib — what the KQV book builds, kept in one place so later chapters can use it.
 
-One module per idea:
-    attention  softmax, scaled dot-product attention, causal masks, multi-head attention
-    model      GPTConfig and a decoder-only GPT
-    data       Tiny Shakespeare, a character tokenizer, batches
-    train      device choice, the training loop, checkpoints
-    plot       attention heatmaps
-    checks     the exercise-checker mechanism (the checkers themselves are in kqvlib.exercises)
+One module per idea, in the order of the book (a module imports only from modules above it):
+    attention   soft lookup, softmax, scaled dot-product attention, masks      chapters 1–5
+    multihead   multi-head attention (self and cross), the KV cache             chapters 6, 11
+    positions   sinusoidal, learned and rotary positions                        chapter 7
+    block       LayerNorm, the MLP, the transformer block                       chapter 8
+    tokenizers  text ↔ token ids                                                chapter 9
+    data        Tiny Shakespeare, the train/validation split, batches           chapter 9
+    model       GPTConfig and a decoder-only GPT                                chapter 10
+    precision   device choice and autocast                                      chapter 10
+    train       the training loop, loss estimates, checkpoints                  chapter 10
+    recipes     model + training configurations measured in the benchmarks     chapter 10
+    generate    sampling and generation with a KV cache                         chapter 11
+Tools used throughout: seed (seed_everything), plot (attention heatmaps), checks (the exercise-checker
+mechanism; the checkers themselves are in kqvlib.exercises).
 """
 from kqvlib.attention import (
-    MultiHeadAttention,
+    as_additive,
     causal_mask,
+    combine_masks,
+    padding_mask,
     scaled_dot_product_attention,
     soft_lookup,
     softmax,
 )
-from kqvlib.data import CharTokenizer, get_batch, load_dataset, load_tinyshakespeare
+from kqvlib.block import MLP, Block, LayerNorm
+from kqvlib.data import get_batch, load_dataset, load_tinyshakespeare
+from kqvlib.generate import generate, sample_next
 from kqvlib.model import GPT, GPTConfig
+from kqvlib.multihead import KVCache, MultiHeadAttention, merge_heads, split_heads
+from kqvlib.positions import LearnedPositions, RotaryEmbedding, SinusoidalPositions, sinusoidal_encoding
+from kqvlib.precision import autocast, pick_device
 from kqvlib.seed import seed_everything
-from kqvlib.train import TrainConfig, load_checkpoint, pick_device, save_checkpoint, train
+from kqvlib.tokenizers import CharTokenizer
+from kqvlib.train import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "GPT",
-    "GPTConfig",
-    "CharTokenizer",
-    "MultiHeadAttention",
-    "TrainConfig",
-    "get_batch",
-    "load_checkpoint",
-    "load_dataset",
-    "load_tinyshakespeare",
-    "pick_device",
-    "save_checkpoint",
-    "train",
-    "causal_mask",
-    "scaled_dot_product_attention",
+    # attention (chapters 1–5)
+    "soft_lookup", "softmax", "scaled_dot_product_attention",
+    "causal_mask", "padding_mask", "as_additive", "combine_masks",
+    # multihead (chapters 6, 11)
+    "MultiHeadAttention", "split_heads", "merge_heads", "KVCache",
+    # positions (chapter 7)
+    "sinusoidal_encoding", "SinusoidalPositions", "LearnedPositions", "RotaryEmbedding",
+    # block (chapter 8)
+    "LayerNorm", "MLP", "Block",
+    # tokenizers, data (chapter 9)
+    "CharTokenizer", "load_tinyshakespeare", "load_dataset", "get_batch",
+    # model, precision, train (chapter 10)
+    "GPTConfig", "GPT", "pick_device", "autocast", "TrainConfig", "train", "evaluate",
+    "save_checkpoint", "load_checkpoint",
+    # generate (chapter 11)
+    "sample_next", "generate",
+    # tools
     "seed_everything",
-    "soft_lookup",
-    "softmax",
 ]

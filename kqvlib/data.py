@@ -1,4 +1,4 @@
-"""Tiny Shakespeare, a character tokenizer, and random training batches.
+"""Tiny Shakespeare, the train/validation split and random training batches (chapter 9).
 
 The text (1,115,394 characters) is downloaded once from the char-rnn repository, checked against
 its SHA-256, and cached. To use a copy you already have, point ``KQV_TINYSHAKESPEARE`` at it::
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from kqvlib._validate import require
+from kqvlib._common import require
+from kqvlib.tokenizers import CharTokenizer
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -27,11 +28,12 @@ ENV_CACHE = "KQV_CACHE_DIR"
 
 
 class DatasetError(RuntimeError):
-    """The dataset is missing or corrupt; the message says how to get a good copy."""
+    """The dataset is missing or corrupt; the message says how to get a good copy. Built in chapter 9."""
 
 
 def cache_dir() -> Path:
-    """Where downloads are kept: $KQV_CACHE_DIR, else $XDG_CACHE_HOME/kqv, else ~/.cache/kqv."""
+    """Where downloads are kept: $KQV_CACHE_DIR, else $XDG_CACHE_HOME/kqv, else ~/.cache/kqv.
+    Built in chapter 9."""
     if os.environ.get(ENV_CACHE):
         return Path(os.environ[ENV_CACHE])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -76,7 +78,7 @@ def _download(url: str, dest: Path, sha256: str, timeout: float) -> bytes:
 
 
 def load_tinyshakespeare(url: str = URL, sha256: str = SHA256, timeout: float = 30.0) -> str:
-    """The Tiny Shakespeare text, verified.
+    """The Tiny Shakespeare text, verified. Built in chapter 9.
 
     Order: the file named by $KQV_TINYSHAKESPEARE (must exist and match the checksum), then the
     cache, then a download into the cache. A cached file with the wrong checksum is deleted and
@@ -101,34 +103,9 @@ def load_tinyshakespeare(url: str = URL, sha256: str = SHA256, timeout: float = 
     return _download(url, dest, sha256, timeout).decode("utf-8")
 
 
-class CharTokenizer:
-    """Characters ↔ integer ids. The vocabulary is the sorted set of characters of ``text``."""
-
-    def __init__(self, text: str):
-        self.chars = sorted(set(text))
-        self.stoi = {c: i for i, c in enumerate(self.chars)}
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.chars)
-
-    def encode(self, s: str) -> list[int]:
-        """str of length n → n ids."""
-        unknown = sorted(set(s) - self.stoi.keys())
-        require(not unknown, f"CharTokenizer.encode: characters not in the vocabulary: {unknown!r}")
-        return [self.stoi[c] for c in s]
-
-    def decode(self, ids) -> str:
-        """Ids (list or 1-D tensor of length n) → str of length n."""
-        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
-        bad = [i for i in ids if not 0 <= i < len(self.chars)]
-        require(not bad, f"CharTokenizer.decode: ids out of range 0..{len(self.chars) - 1}: {bad[:5]}")
-        return "".join(self.chars[i] for i in ids)
-
-
 def train_val_split(data: torch.Tensor, train_fraction: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a 1-D tensor of N ids into the first ⌊fN⌋ (train) and the rest (val)."""
-    require(data.dim() == 1, f"train_val_split: data must be 1-D, got shape {tuple(data.shape)}")
+    """Split a 1-D tensor of N ids into the first ⌊fN⌋ (train) and the rest (val). Built in chapter 9."""
+    require(data.dim() == 1, lambda: f"train_val_split: data must be 1-D, got shape {tuple(data.shape)}")
     n = int(train_fraction * len(data))
     return data[:n], data[n:]
 
@@ -140,12 +117,11 @@ def get_batch(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows from a 1-D id tensor: x (B, T) and the next-token targets y (B, T), y = x shifted by one."""
-    require(data.dim() == 1, f"get_batch: data must be 1-D, got shape {tuple(data.shape)}")
-    require(
-        len(data) > block_size,
-        f"get_batch: data has {len(data)} tokens, need more than block_size={block_size}",
-    )
+    """Random windows from a 1-D id tensor: x (B, T) and the next-token targets y (B, T), y = x shifted
+    by one. Built in chapter 9."""
+    require(data.dim() == 1, lambda: f"get_batch: data must be 1-D, got shape {tuple(data.shape)}")
+    require(len(data) > block_size,
+            lambda: f"get_batch: data has {len(data)} tokens, need more than block_size={block_size}")
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,)
     offsets = torch.arange(block_size)  # (T,)
     x = data[starts[:, None] + offsets]  # (B, T)
@@ -154,7 +130,8 @@ def get_batch(
 
 
 def load_dataset() -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
-    """Tiny Shakespeare ready to train on: (tokenizer, train ids, val ids), a 90/10 split."""
+    """Tiny Shakespeare ready to train on: (tokenizer, train ids, val ids), a 90/10 split.
+    Built in chapter 9."""
     text = load_tinyshakespeare()
     tok = CharTokenizer(text)
     data = torch.tensor(tok.encode(text), dtype=torch.long)

@@ -1,4 +1,4 @@
-"""Pictures of attention."""
+"""Pictures of attention (from chapter 3 on)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -15,7 +15,7 @@ def attention_heatmap(
     annotate: bool = False,
     cmap: str = "viridis",
 ):
-    """Draw attention weights as a heatmap: row i is query i, column j is key j.
+    """Draw attention weights as a heatmap: row i is query i, column j is key j. Built in chapter 3.
 
     weights: (T, S) tensor or array, each row a distribution over the S keys.
     query_labels: T strings for the rows (y axis); key_labels: S strings for the columns (x axis).

@@ -1,4 +1,4 @@
-"""Training recipes: a model size and a way to train it, as (GPTConfig, TrainConfig) pairs.
+"""Training recipes (chapter 10): a model size and a way to train it, as (GPTConfig, TrainConfig) pairs.
 
 ``reference_recipe`` is nanoGPT's documented CPU recipe for Tiny Shakespeare (4 layers, 4 heads,
 width 128, context 64, batch 12, AdamW 1e-3 → 1e-4, 2000 steps). ``cpu_recipe`` is what
@@ -12,6 +12,7 @@ from kqvlib.train import TrainConfig
 
 
 def reference_recipe(vocab_size: int = 65) -> tuple[GPTConfig, TrainConfig]:
+    """nanoGPT's documented CPU recipe, as kqvlib configs (the benchmarks' reference). Used in chapter 10."""
     model = GPTConfig(vocab_size=vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128,
                       dropout=0.0, bias=False, tie_weights=True, pos_emb="learned", norm="layernorm")
     train = TrainConfig(max_steps=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_steps=100,
@@ -20,7 +21,7 @@ def reference_recipe(vocab_size: int = 65) -> tuple[GPTConfig, TrainConfig]:
 
 
 def cpu_recipe(vocab_size: int = 65, seconds: float = 60.0) -> tuple[GPTConfig, TrainConfig]:
-    """kqvlib's CPU recipe: train for ``seconds`` of wall-clock time.
+    """kqvlib's CPU recipe: train for ``seconds`` of wall-clock time. Built for chapter 10.
 
     Chosen by measurement (book appendix "Benchmarks"): a 512-character context with rotary positions,
     2 heads of width 64, Muon for the blocks' matrices, a cosine schedule over the time budget, and bf16

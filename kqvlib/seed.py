@@ -8,7 +8,8 @@ import torch
 
 
 def seed_everything(seed: int = 0) -> None:
-    """Seed Python's ``random``, NumPy's global RNG and PyTorch (CPU and every GPU)."""
+    """Seed Python's ``random``, NumPy's global RNG and PyTorch (CPU and every GPU).
+    Used from chapter 1 on (every setup cell)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

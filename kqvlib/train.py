@@ -1,14 +1,13 @@
-"""Training: pick a device, run AdamW with warmup + cosine decay, estimate losses, save and resume.
+"""Training the GPT (chapter 10): AdamW (or Muon) with warmup + cosine decay, loss estimates,
+checkpoints and resuming.
 
     cfg = TrainConfig(max_steps=2000, batch_size=12, lr=1e-3)
     history = train(model, train_ids, val_ids, cfg, checkpoint_path="ckpt.pt")
 
-On CUDA the forward pass runs under bf16 autocast (fp16 with a GradScaler on GPUs without bf16);
-on the CPU and MPS it runs in float32.
+The device and number format come from :mod:`kqvlib.precision`.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,39 +16,15 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from kqvlib._validate import require
+from kqvlib._common import eval_mode, require
 from kqvlib.data import get_batch
-
-
-def pick_device() -> torch.device:
-    """The fastest device available: cuda, then mps (Apple), then cpu."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def cpu_has_bf16() -> bool:
-    """True when this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX), so bf16 is faster, not slower."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def autocast_dtype(device: torch.device, cpu_bf16: bool = False) -> torch.dtype | None:
-    """bf16 on CUDA GPUs that support it, fp16 on older CUDA GPUs; on the CPU bf16 only when asked
-    (``cpu_bf16``) and the CPU has native bf16 matmul; otherwise None (float32)."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_bf16 and cpu_has_bf16():
-        return torch.bfloat16
-    return None
+from kqvlib.precision import autocast, autocast_dtype, pick_device
 
 
 @dataclass
 class TrainConfig:
+    """How to train: steps, batch, learning-rate schedule, optimizer, precision. Built in chapter 10."""
+
     max_steps: int = 2000
     batch_size: int = 12
     lr: float = 1e-3  # peak learning rate, reached after warmup
@@ -69,7 +44,7 @@ class TrainConfig:
 
 
 def lr_at(step: int, cfg: TrainConfig, progress: float | None = None) -> float:
-    """Linear warmup to cfg.lr over warmup_steps, then cosine decay to cfg.min_lr.
+    """Linear warmup to cfg.lr over warmup_steps, then cosine decay to cfg.min_lr. Built in chapter 10.
 
     The decay runs from the end of warmup to max_steps, or, when ``progress`` (0 → 1, the fraction of
     the time budget used) is given, over that fraction instead.
@@ -84,13 +59,14 @@ def lr_at(step: int, cfg: TrainConfig, progress: float | None = None) -> float:
 
 def make_optimizers(model: nn.Module, cfg: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:
     """AdamW with weight decay on 2-D weights only (matrices and embeddings), none on biases and norms.
+    Built in chapter 10.
 
     With cfg.optimizer == "muon", the matrices inside the blocks go to Muon instead (Jordan et al. 2024:
     momentum whose update is orthogonalised by a few Newton–Schulz steps); embeddings, the LM head,
     biases and norms stay with AdamW. Each group remembers its peak rate in "peak_lr".
     """
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    require(cfg.optimizer in ("adamw", "muon"), f"TrainConfig.optimizer must be 'adamw' or 'muon', got {cfg.optimizer!r}")
+    require(cfg.optimizer in ("adamw", "muon"), lambda: f"TrainConfig.optimizer must be 'adamw' or 'muon', got {cfg.optimizer!r}")
     use_muon = cfg.optimizer == "muon"
     hidden = [p for n, p in params if use_muon and p.dim() == 2 and n.startswith("blocks.")]
     to_muon = {id(p) for p in hidden}
@@ -109,36 +85,30 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
     return opts
 
 
-def _autocast(device: torch.device, cpu_bf16: bool = False):
-    dtype = autocast_dtype(device, cpu_bf16)
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-
 @torch.no_grad()
 def estimate_loss(
     model: nn.Module, splits: dict[str, torch.Tensor], batch_size: int, eval_iters: int,
     device: torch.device, seed: int = 1234,
 ) -> dict[str, float]:
-    """Mean loss over ``eval_iters`` random batches of each split (the same batches every call)."""
-    was_training = model.training
-    model.eval()
+    """Mean loss over ``eval_iters`` random batches of each split (the same batches every call).
+    Built in chapter 10."""
     out = {}
-    for name, data in splits.items():
-        g = torch.Generator().manual_seed(seed)
-        losses = []
-        for _ in range(eval_iters):
-            x, y = get_batch(data, batch_size, model.config.block_size, g, device)
-            with _autocast(device):
-                _, loss = model(x, y)
-            losses.append(loss.item())
-        out[name] = sum(losses) / len(losses)
-    model.train(was_training)
+    with eval_mode(model):
+        for name, data in splits.items():
+            g = torch.Generator().manual_seed(seed)
+            losses = []
+            for _ in range(eval_iters):
+                x, y = get_batch(data, batch_size, model.config.block_size, g, device)
+                with autocast(device):
+                    _, loss = model(x, y)
+                losses.append(loss.item())
+            out[name] = sum(losses) / len(losses)
     return out
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: torch.Tensor, batch_size: int = 64, device: torch.device | None = None) -> float:
-    """Mean cross-entropy over **every** predicted position of ``data`` (1-D ids).
+    """Mean cross-entropy over **every** predicted position of ``data`` (1-D ids). Built in chapter 10.
 
     The split is cut into consecutive windows of the model's block_size; each window predicts its
     block_size next tokens (the last, shorter window too), so every token after the first is scored once.
@@ -146,29 +116,28 @@ def evaluate(model: nn.Module, data: torch.Tensor, batch_size: int = 64, device:
     device = device or next(model.parameters()).device
     T = model.config.block_size
     n = len(data) - 1  # positions that have a next token
-    was_training = model.training
-    model.eval()
     total, count = 0.0, 0
     full = list(range(0, n - T + 1, T))  # starts of the whole windows
     batches = [full[i : i + batch_size] for i in range(0, len(full), batch_size)]
     if n % T:
         batches.append([n - n % T])  # the shorter last window, on its own
-    for starts in batches:
-        L = min(T, n - starts[0])
-        x = torch.stack([data[s : s + L] for s in starts]).to(device)  # (b, L)
-        y = torch.stack([data[s + 1 : s + 1 + L] for s in starts]).to(device)  # (b, L): the next tokens
-        with _autocast(device):
-            logits, _ = model(x)  # (b, L, V)
-        loss = nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
-        total += loss.item()
-        count += y.numel()
-    model.train(was_training)
+    with eval_mode(model):
+        for starts in batches:
+            L = min(T, n - starts[0])
+            x = torch.stack([data[s : s + L] for s in starts]).to(device)  # (b, L)
+            y = torch.stack([data[s + 1 : s + 1 + L] for s in starts]).to(device)  # (b, L): the next tokens
+            with autocast(device):
+                logits, _ = model(x)  # (b, L, V)
+            logits = logits.float().reshape(-1, logits.size(-1))  # (b·L, V)
+            total += nn.functional.cross_entropy(logits, y.reshape(-1), reduction="sum").item()
+            count += y.numel()
     return total / count
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.optim.Optimizer] | None,
                     step: int, history: dict, train_config: TrainConfig | None = None, elapsed: float = 0.0) -> None:
-    """Save everything needed to resume, atomically (a crash mid-save leaves the old checkpoint)."""
+    """Save everything needed to resume, atomically (a crash mid-save leaves the old checkpoint).
+    Built in chapter 10."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -193,6 +162,7 @@ def _plain(d: dict) -> dict:
 def load_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.optim.Optimizer] | None = None,
                     map_location: str | torch.device = "cpu") -> dict:
     """Load weights (and optimizer states) saved by :func:`save_checkpoint`, safely (``weights_only=True``).
+    Built in chapter 10.
     Returns the whole checkpoint dict (step, elapsed seconds, history, configs)."""
     state = torch.load(path, map_location=map_location, weights_only=True)
     model.load_state_dict(state["model"])
@@ -203,7 +173,8 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.o
 
 @dataclass
 class History:
-    """What a chapter plots: the loss estimates, the learning rate and the training time at each estimate."""
+    """What a chapter plots: the loss estimates, the learning rate and the training time at each estimate.
+    Built in chapter 10."""
 
     step: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
@@ -229,11 +200,11 @@ def train(
     ``checkpoint_path`` it saves a checkpoint at each estimate, and with ``resume`` it continues from
     that checkpoint (same step, optimizer state, history and batch stream). ``until`` stops early at
     that step (saving a checkpoint there), so a long run can be split over several sittings.
-    Returns the history as a dict of lists: step, train_loss, val_loss, lr, seconds.
+    Returns the history as a dict of lists: step, train_loss, val_loss, lr, seconds. Built in chapter 10.
     """
     from tqdm.auto import tqdm
 
-    require(cfg.max_steps > 0, f"train: max_steps must be positive, got {cfg.max_steps}")
+    require(cfg.max_steps > 0, lambda: f"train: max_steps must be positive, got {cfg.max_steps}")
     device = device or pick_device()
     model.to(device)
     model.train()
@@ -261,7 +232,7 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = group["peak_lr"] * factor
         x, y = get_batch(train_data, cfg.batch_size, model.config.block_size, g, device)
-        with _autocast(device, cfg.cpu_bf16):
+        with autocast(device, cfg.cpu_bf16):
             _, loss = model(x, y)
         for opt in opts:
             opt.zero_grad(set_to_none=True)

@@ -143,8 +143,11 @@ def test_soft_lookup_is_single_query_attention_without_scaling():
 
 def _copy_from_torch(mha: MultiHeadAttention, ref: nn.MultiheadAttention) -> None:
     with torch.no_grad():
-        mha.qkv.weight.copy_(ref.in_proj_weight)
-        mha.qkv.bias.copy_(ref.in_proj_bias)
+        C = mha.d_model
+        mha.q_proj.weight.copy_(ref.in_proj_weight[:C])  # in_proj stacks W_Q, W_K, W_V: (3C, C)
+        mha.q_proj.bias.copy_(ref.in_proj_bias[:C])
+        mha.kv_proj.weight.copy_(ref.in_proj_weight[C:])
+        mha.kv_proj.bias.copy_(ref.in_proj_bias[C:])
         mha.out_proj.weight.copy_(ref.out_proj.weight)
         mha.out_proj.bias.copy_(ref.out_proj.bias)
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from kqvlib import GPT, GPTConfig
+from kqvlib import GPT, GPTConfig, generate
 
 SMALL = dict(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32)
 
@@ -62,19 +62,19 @@ def test_generation_is_reproducible_under_a_seed():
     m = make()
     start = torch.zeros(2, 1, dtype=torch.long)
     torch.manual_seed(42)
-    a = m.generate(start, 40, temperature=0.8, top_k=10)
+    a = generate(m, start, 40, temperature=0.8, top_k=10)
     torch.manual_seed(42)
-    b = m.generate(start, 40, temperature=0.8, top_k=10)
+    b = generate(m, start, 40, temperature=0.8, top_k=10)
     assert a.shape == (2, 41) and torch.equal(a, b)
-    c = m.generate(start, 40, generator=torch.Generator().manual_seed(42))
-    d = m.generate(start, 40, generator=torch.Generator().manual_seed(42))
+    c = generate(m, start, 40, generator=torch.Generator().manual_seed(42))
+    d = generate(m, start, 40, generator=torch.Generator().manual_seed(42))
     assert torch.equal(c, d)
 
 
 def test_top_k_one_is_greedy():
     m = make()
     start = torch.zeros(1, 1, dtype=torch.long)
-    out = m.generate(start, 5, top_k=1)
+    out = generate(m, start, 5, top_k=1)
     for t in range(1, 6):
         logits, _ = m(out[:, :t])
         assert out[0, t] == logits[0, -1].argmax()
@@ -96,14 +96,14 @@ def test_kv_cache_generates_the_same_tokens(pos_emb, impl):
     """Sampling with and without the cache gives identical tokens, also past block_size (16 here)."""
     m = make(pos_emb=pos_emb, attn_impl=impl)
     start = torch.randint(0, 65, (2, 3), generator=torch.Generator().manual_seed(1))
-    a = m.generate(start, 30, top_k=20, generator=torch.Generator().manual_seed(7), use_cache=True)
-    b = m.generate(start, 30, top_k=20, generator=torch.Generator().manual_seed(7), use_cache=False)
+    a = generate(m, start, 30, top_k=20, generator=torch.Generator().manual_seed(7), use_cache=True)
+    b = generate(m, start, 30, top_k=20, generator=torch.Generator().manual_seed(7), use_cache=False)
     assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("max_len", [None, 10])
 def test_cached_logits_equal_full_forward(max_len):
-    from kqvlib.attention import KVCache
+    from kqvlib.multihead import KVCache
 
     m = make(pos_emb="rope").double()
     idx = torch.randint(0, 65, (2, 10))
@@ -128,7 +128,7 @@ def test_variants_are_causal_and_start_at_log_vocab(cfg):
 
 
 def test_rope_scores_depend_only_on_relative_position():
-    from kqvlib.rope import RotaryEmbedding
+    from kqvlib.positions import RotaryEmbedding
 
     rope = RotaryEmbedding(8, 32).double()
     q, k = torch.randn(1, 1, 1, 8, dtype=torch.float64), torch.randn(1, 1, 1, 8, dtype=torch.float64)

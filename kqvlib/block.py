@@ -1,0 +1,86 @@
+"""The transformer block (chapter 8): LayerNorm, the MLP, residual connections, dropout.
+
+    Block(x) = x + MLP(LN₂(x'))   with   x' = x + MHA(LN₁(x))
+
+Pre-LayerNorm (as in GPT-2): each half normalises its input, and its output is *added* to the
+residual stream x, so a deep stack starts out close to the identity and gradients reach every layer.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from kqvlib._common import require
+from kqvlib.multihead import KVCache, MultiHeadAttention
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm written out: (x − mean) / √(var + eps) · weight + bias over the last axis.
+    Built in chapter 8.
+
+    x: (..., C) → (..., C). The same function as ``nn.LayerNorm(C, eps, bias=bias)`` (the tests check it).
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5, bias: bool = True):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))  # (C,) the gain γ
+        self.bias = nn.Parameter(torch.zeros(d_model)) if bias else None  # (C,) the shift β
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1): the biased variance, as nn.LayerNorm
+        y = (x - mean) / torch.sqrt(var + self.eps) * self.weight  # (..., C)
+        return y + self.bias if self.bias is not None else y
+
+
+def make_norm(kind: str, d_model: int, bias: bool = True) -> nn.Module:
+    """The normalisation a model asks for by name. Built in chapter 8.
+
+    "layernorm": ``nn.LayerNorm``, the same function as :class:`LayerNorm` above in one fused kernel;
+    "rmsnorm": ``nn.RMSNorm`` (divide by the root mean square; no mean subtracted, no bias).
+    """
+    if kind == "layernorm":
+        return nn.LayerNorm(d_model, bias=bias)
+    require(kind == "rmsnorm", lambda: f"norm must be 'layernorm' or 'rmsnorm', got {kind!r}")
+    return nn.RMSNorm(d_model)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: (B, T, C) → (B, T, 4C) → GELU → (B, T, C). Built in chapter 8."""
+
+    def __init__(self, d_model: int, bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        self.fc = nn.Linear(d_model, 4 * d_model, bias=bias)
+        self.proj = nn.Linear(4 * d_model, d_model, bias=bias)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """One pre-LN transformer block: multi-head attention, then the MLP, each with a residual.
+    Built in chapter 8.
+
+    x: (B, T, C) → (B, T, C). ``causal`` for a decoder (GPT), not for an encoder; ``rotary``, ``impl``
+    and ``cache`` are passed to :class:`~kqvlib.multihead.MultiHeadAttention`.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, causal: bool = True, bias: bool = True,
+                 dropout: float = 0.0, norm: str = "layernorm", impl: str = "sdpa",
+                 rotary: nn.Module | None = None):
+        super().__init__()
+        self.ln1 = make_norm(norm, d_model, bias)
+        self.attn = MultiHeadAttention(d_model, n_heads, causal=causal, bias=bias, dropout=dropout,
+                                       impl=impl, rotary=rotary)
+        self.resid_drop = nn.Dropout(dropout)
+        self.ln2 = make_norm(norm, d_model, bias)
+        self.mlp = MLP(d_model, bias=bias, dropout=dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.resid_drop(self.attn(self.ln1(x), mask=mask, cache=cache))  # (B, T, C)
+        x = x + self.mlp(self.ln2(x))  # (B, T, C)
+        return x

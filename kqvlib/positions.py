@@ -1,0 +1,98 @@
+"""Where is each token? Three ways to tell attention (chapter 7).
+
+Attention itself is blind to order: permute the tokens and its outputs are permuted the same way.
+A model therefore gets positions from one of these pieces:
+
+* :class:`SinusoidalPositions` — fixed vectors added to the token embeddings (Vaswani et al. 2017,
+  "Attention Is All You Need", section 3.5): PE(p, 2i) = sin(p / 10000^(2i/C)), PE(p, 2i+1) = cos(…);
+* :class:`LearnedPositions` — one trained vector per position, added (GPT-2);
+* :class:`RotaryEmbedding` — nothing added: queries and keys are *rotated* by their positions
+  (Su et al. 2021, "RoFormer", arXiv:2104.09864), so a query·key product depends only on how far
+  apart the two positions are.
+
+The first two are called as ``pos(T, offset)`` → (T, C) and added to (B, T, C) embeddings; the rotary
+one is handed to :class:`~kqvlib.multihead.MultiHeadAttention` and called as ``rotary(q, offset)``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from kqvlib._common import require
+
+
+def sinusoidal_encoding(T: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
+    """(T, d_model) table: row p is position p's vector. Built in chapter 7.
+
+    Column 2i holds sin(p · ω_i) and column 2i+1 cos(p · ω_i), with ω_i = base^(-2i/d_model).
+    """
+    require(d_model % 2 == 0, lambda: f"sinusoidal_encoding: d_model must be even, got {d_model}")
+    pos = torch.arange(T, dtype=torch.float64)[:, None]  # (T, 1)
+    omega = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (C/2,)
+    pe = torch.empty(T, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(pos * omega)  # (T, C/2)
+    pe[:, 1::2] = torch.cos(pos * omega)  # (T, C/2)
+    return pe.float()
+
+
+class SinusoidalPositions(nn.Module):
+    """Fixed sinusoidal position vectors, ``pos(T, offset)`` → (T, C). Built in chapter 7."""
+
+    def __init__(self, max_positions: int, d_model: int):
+        super().__init__()
+        self.max_positions = max_positions
+        self.register_buffer("table", sinusoidal_encoding(max_positions, d_model), persistent=False)
+
+    def forward(self, T: int, offset: int = 0) -> torch.Tensor:
+        require(offset + T <= self.max_positions,
+                lambda: f"SinusoidalPositions: positions up to {offset + T - 1} asked, at most "
+                        f"{self.max_positions - 1} prepared")
+        return self.table[offset : offset + T]  # (T, C)
+
+
+class LearnedPositions(nn.Module):
+    """One trained vector per position, ``pos(T, offset)`` → (T, C). Built in chapter 7."""
+
+    def __init__(self, max_positions: int, d_model: int):
+        super().__init__()
+        self.max_positions = max_positions
+        self.table = nn.Embedding(max_positions, d_model)
+
+    def forward(self, T: int, offset: int = 0) -> torch.Tensor:
+        require(offset + T <= self.max_positions,
+                lambda: f"LearnedPositions: positions up to {offset + T - 1} asked, only "
+                        f"{self.max_positions} were learned")
+        return self.table(torch.arange(offset, offset + T, device=self.table.weight.device))  # (T, C)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotates queries or keys (B, H, T, hs) by their positions offset, …, offset + T − 1.
+    Built in chapter 7.
+
+    The pair of features (x_i, x_{i+hs/2}) at position p is rotated by the angle p·θ_i,
+    θ_i = base^(-2i/hs). A query rotated by p and a key rotated by p' then have a dot product that
+    depends only on p − p'.
+    """
+
+    def __init__(self, head_size: int, max_positions: int, base: float = 10000.0):
+        super().__init__()
+        require(head_size % 2 == 0, lambda: f"RotaryEmbedding: head_size must be even, got {head_size}")
+        self.max_positions = max_positions
+        inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)  # (hs/2,)
+        angles = torch.outer(torch.arange(max_positions, dtype=torch.float64), inv_freq)  # (P, hs/2)
+        # Full-width tables, so that rotating is x·cos + swap_halves(x)·sin (fewer operations per call):
+        cos, sin = angles.cos(), angles.sin()  # (P, hs/2)
+        self.register_buffer("cos", torch.cat([cos, cos], dim=-1).float(), persistent=False)  # (P, hs)
+        self.register_buffer("sin", torch.cat([-sin, sin], dim=-1).float(), persistent=False)  # (P, hs)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        T = x.shape[-2]
+        require(offset + T <= self.max_positions,
+                lambda: f"RotaryEmbedding: positions up to {offset + T - 1} asked, at most "
+                        f"{self.max_positions - 1} prepared")
+        cos, sin = self.cos[offset : offset + T], self.sin[offset : offset + T]  # (T, hs) each
+        if cos.dtype != x.dtype:
+            cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)  # 2 × (B, H, T, hs/2)
+        # (x1, x2) ↦ (x1·cos − x2·sin, x2·cos + x1·sin): a rotation of each pair (x1_i, x2_i)
+        return x * cos + torch.cat([x2, x1], dim=-1) * sin  # (B, H, T, hs)
