@@ -1,0 +1,95 @@
+"""kqvlib reads like the table of contents: one module per idea, in book order, each short.
+
+The order below is the book's. A module may import only modules above it (so the import graph has no
+cycles); `_common`, `seed`, `plot` and
+`checks` are tools any module may use. CONTRIBUTING.md ("Where code goes") describes the same map.
+"""
+import ast
+import inspect
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+import kqvlib
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "kqvlib"
+
+TOOLS = ["_common", "seed", "plot", "checks"]
+IDEAS = ["attention", "multihead", "positions", "block", "tokenizers", "data", "model", "precision", "train",
+         "recipes", "generate"]
+ORDER = TOOLS + IDEAS
+MAX_LINES = 300
+
+
+def kqvlib_imports(path: Path) -> set[str]:
+    """The kqvlib modules a file imports (first component after ``kqvlib.``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kqvlib"):
+            parts = node.module.split(".")
+            if len(parts) > 1:
+                found.add(parts[1])
+            else:  # from kqvlib import x
+                found.update(a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("kqvlib."):
+                    found.add(a.name.split(".")[1])
+    return found
+
+
+def test_every_module_is_on_the_map():
+    modules = {p.stem for p in PKG.glob("*.py")} - {"__init__"}
+    assert modules == set(ORDER), f"add new modules to ORDER (and CONTRIBUTING.md): {modules ^ set(ORDER)}"
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_imports_run_from_later_ideas_to_earlier_ones(name):
+    earlier = set(ORDER[: ORDER.index(name)])
+    if name in TOOLS:
+        earlier = {"_common"} if name != "_common" else set()
+    bad = kqvlib_imports(PKG / f"{name}.py") - earlier
+    assert not bad, f"kqvlib/{name}.py imports {sorted(bad)}, which come later in the book (or are not tools)"
+
+
+def test_exercises_import_only_the_library_and_earlier_chapters():
+    for path in sorted((PKG / "exercises").glob("ch*.py")):
+        unknown = kqvlib_imports(path) - set(ORDER) - {"exercises"}
+        assert not unknown, f"{path.name} imports {sorted(unknown)}, which are not kqvlib modules"
+        chapters = re.findall(r"kqvlib\.exercises(?:\.| import )ch(\d+)", path.read_text())
+        later = [c for c in chapters if int(c) >= int(path.stem[2:])]
+        assert not later, f"{path.name} imports the checkers of chapter(s) {later}, not earlier ones"
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_modules_are_short(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines (at most {MAX_LINES}): split it"
+
+
+@pytest.mark.parametrize("name", [n for n in ORDER if n not in ("_common", "checks")])
+def test_every_public_name_says_which_chapter_builds_it(name):
+    mod = importlib.import_module(f"kqvlib.{name}")
+    for attr, obj in vars(mod).items():
+        if attr.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue
+        if obj.__module__ != mod.__name__:
+            continue  # imported from elsewhere
+        doc = inspect.getdoc(obj) or ""
+        assert re.search(r"chapter \d+", doc), f"kqvlib.{name}.{attr}: its docstring must say which chapter builds it"
+
+
+def test_all_lists_what_exists():
+    assert len(kqvlib.__all__) == len(set(kqvlib.__all__))
+    for name in kqvlib.__all__:
+        assert hasattr(kqvlib, name), f"kqvlib.__all__ names {name}, which kqvlib does not have"
+
+
+def test_readme_and_contributing_list_every_module():
+    for doc in ("README.md", "CONTRIBUTING.md"):
+        text = (ROOT / doc).read_text()
+        for name in IDEAS:
+            assert f"{name}.py" in text, f"{doc} does not mention kqvlib/{name}.py"
