@@ -101,7 +101,12 @@ class GPT(nn.Module):
                 lambda: f"GPT: sequence length {past + T} exceeds block_size {self.config.block_size}")
         require(targets is None or targets.shape == idx.shape,
                 lambda: f"GPT: targets have shape {tuple(targets.shape)}, expected {tuple(idx.shape)} like idx")
-        x = self.tok_emb(idx)  # (B, T, C)
+        try:
+            x = self.tok_emb(idx)  # (B, T, C)
+        except IndexError:  # raised by the embedding on the CPU; the check costs nothing when ids are fine
+            bad = idx[(idx < 0) | (idx >= self.config.vocab_size)]
+            raise ValueError(f"GPT: token id {bad[0].item()} is outside the vocabulary "
+                             f"(vocab_size {self.config.vocab_size}: ids 0..{self.config.vocab_size - 1})") from None
         if self.pos is not None:
             x = x + self.pos(T, offset=past)  # + (T, C)
         x = self.drop(x)

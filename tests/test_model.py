@@ -134,3 +134,11 @@ def test_rope_scores_depend_only_on_relative_position():
     q, k = torch.randn(1, 1, 1, 8, dtype=torch.float64), torch.randn(1, 1, 1, 8, dtype=torch.float64)
     s = [(rope(q, offset=p + 3) * rope(k, offset=p)).sum().item() for p in range(0, 20, 5)]
     assert max(s) - min(s) < 1e-6  # the rotation tables are stored in float32
+
+
+def test_a_token_outside_the_vocabulary_names_the_id_and_the_vocabulary():
+    m = make()
+    with pytest.raises(ValueError, match=r"token id 70 is outside the vocabulary \(vocab_size 65"):
+        m(torch.tensor([[1, 2, 70]]))
+    with pytest.raises(ValueError, match=r"token id -1 "):
+        m(torch.tensor([[-1, 2]]))
