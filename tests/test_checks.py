@@ -1,11 +1,15 @@
-"""The checker mechanism, and chapter 1's checkers: the reference passes, each mistake gets its own hint."""
+"""The checker mechanism: mistakes, trials, properties, errors reported hint first, never raising, and one
+signature for every checker of chapters 1–4. (Chapter 1's checkers are in test_exercises_ch01.py.)"""
+import inspect
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from kqvlib import softmax
-from kqvlib.checks import Mistake, Trial, check
-from kqvlib.exercises import ch01
+from kqvlib.checks import Mistake, Property, Trial, check, constant_factor, constant_offset, permuted, transposed
+from kqvlib.exercises import ch01, ch02, ch03, ch04
 
 
 def _rows(g):
@@ -16,12 +20,18 @@ def _huge(g):
     return (1000 + 10 * torch.randn(3, 5, generator=g, dtype=torch.float64),)
 
 
-def softmax_check(fn):
+def _sums_to_one(args, got, expected):
+    if got.shape != expected.shape or torch.allclose(got.sum(-1), torch.ones(3, dtype=torch.float64)):
+        return None
+    return "rows must sum to 1."
+
+
+def softmax_check(fn, **kw):
     return check(
         "softmax", fn, softmax, [Trial(_rows), Trial(_huge, "overflow", "subtract the max before exp.")],
         mistakes=[Mistake("wrong axis", lambda x: softmax(x, dim=0), "wrong axis."),
                   Mistake("no normalisation", lambda x: torch.exp(x), "divide by the sum.")],
-        quiet=True,
+        properties=[Property("rows", _sums_to_one)], quiet=True, **kw,
     )
 
 
@@ -32,16 +42,18 @@ def naive(x):
 
 def test_reference_passes():
     r = softmax_check(softmax)
-    assert r.passed and r.key == "ok" and r.message.startswith("✓")
+    assert r.passed and r.key == "ok" and r.message == "✓ softmax: correct on 6 random tests."
 
 
 @pytest.mark.parametrize("fn, key", [
     (lambda x: torch.exp(x) / torch.exp(x).sum(0, keepdim=True), "wrong axis"),
     (lambda x: torch.exp(x), "no normalisation"),
     (naive, "overflow"),
+    (lambda x: 2 * softmax(x), "rows"),  # no mistake matches: the property names it
     (lambda x: x[:, :2], "wrong shape"),
-    (lambda x: x * 0, "wrong values"),
+    (lambda x: softmax(x).flip(-1), "wrong values"),  # rows sum to 1, nothing else known
     (lambda x: None, "returned None"),
+    (lambda x: [softmax(x)], "returned a list"),
 ])
 def test_mistakes_get_their_own_hint(fn, key):
     r = softmax_check(fn)
@@ -58,11 +70,29 @@ def test_stub_and_crash_never_raise(capsys):
     r = softmax_check(stub)
     assert r.key == "not attempted" and "not attempted yet" in r.message
     r = check("softmax", crash, softmax, _rows)
-    assert r.key == "exception" and "RuntimeError" in r.message
-    assert "✗ softmax: your function raised RuntimeError" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert r.key == "exception" and out.startswith("✗ softmax: your function stopped with an error")
+    assert out.rstrip().endswith(")") and "(your code raised RuntimeError:" in out  # hint first, raw error last
 
 
-def test_inputs_are_fresh_each_call():
+def test_explain_names_an_error_hint_first():
+    r = check("softmax", lambda x: x @ torch.ones(2), softmax, _rows, quiet=True,
+              explain=lambda e: ("matmul", "a product did not fit."))
+    assert r.key == "matmul" and re.fullmatch(r"✗ softmax: a product did not fit\. \(your code raised RuntimeError: .*\)",
+                                              r.message)
+
+
+def test_error_on_a_later_trial_gets_that_trials_hint():
+    def breaks_on_huge(x):
+        if x.abs().max() > 100:
+            raise ValueError("too big")
+        return softmax(x)
+
+    r = softmax_check(breaks_on_huge)
+    assert r.key == "overflow" and r.message == "✗ softmax: subtract the max before exp. (your code raised ValueError: too big)"
+
+
+def test_inputs_are_fresh_each_call_and_in_place_edits_harm_nothing():
     seen = []
 
     def spy(x):
@@ -73,49 +103,28 @@ def test_inputs_are_fresh_each_call():
     check("softmax", spy, softmax, _rows, quiet=True)
     assert not torch.equal(seen[0], seen[3])
 
+    def in_place(x):  # changes its input: the mistakes must still see the original
+        x += 1.0
+        return torch.exp(x - 1.0)
 
-# --- chapter 1 --------------------------------------------------------------------------------
-
-def cos_ok(a, b):
-    return (a @ b) / (np.sqrt(a @ a) * np.sqrt(b @ b))
-
-
-@pytest.mark.parametrize("fn, key", [
-    (cos_ok, "ok"),
-    (lambda a, b: a @ b, "no normalisation"),
-    (lambda a, b: (a @ b) / ((a @ a) * (b @ b)), "squared norms"),
-    (lambda a, b: (a @ b) / np.sqrt(a @ a), "one norm"),
-    (lambda a, b: a * b / (np.sqrt(a @ a) * np.sqrt(b @ b)), "elementwise"),
-])
-def test_ch01_cosine(fn, key):
-    assert ch01.check_cosine_similarity(fn).key == key
+    assert softmax_check(in_place).key == "no normalisation"
 
 
-def lookup_ok(q, K, V):
-    s = K @ q
-    w = np.exp(s - s.max())
-    return (w / w.sum()) @ V
+def test_checker_never_raises_even_on_odd_returns():
+    for odd in ("nonsense", np.array(["a", "b"]), np.array([1 + 2j]), {"a": 1}, 3):
+        r = check("softmax", lambda x, o=odd: o, softmax, _rows, quiet=True, properties=[Property("p", _sums_to_one)])
+        assert not r.passed
 
 
-@pytest.mark.parametrize("fn, key", [
-    (lookup_ok, "ok"),
-    (lambda q, K, V: np.exp(K @ q) / np.exp(K @ q).sum(), "weights returned"),
-    (lambda q, K, V: ((K @ q) / (K @ q).sum()) @ V, "no exp"),
-    (lambda q, K, V: np.exp(K @ q) @ V, "not normalised"),
-    (lambda q, K, V: V[np.argmax(K @ q)], "hard lookup"),
-    (lambda q, K, V: V.mean(axis=0), "plain average"),
-])
-def test_ch01_soft_lookup(fn, key):
-    r = ch01.check_soft_lookup(fn)
-    assert r.key == key, r.message
+def test_a_broken_property_or_reference_does_not_raise():
+    def boom(*a):
+        raise RuntimeError("bug in the checker")
 
-
-def test_ch01_stub_prints_not_attempted(capsys):
-    def stub(q, K, V):
-        raise NotImplementedError
-
-    assert ch01.check_soft_lookup(stub).key == "not attempted"
-    assert "not attempted yet" in capsys.readouterr().out
+    assert softmax_check(naive, seed=0).key == "overflow"
+    r = check("softmax", lambda x: 2 * x, softmax, _rows, quiet=True, properties=[Property("boom", boom)])
+    assert r.key == "wrong values"
+    r = check("softmax", softmax, boom, _rows, quiet=True)
+    assert r.key == "checker error" and not r.passed
 
 
 def test_diagnose_names_the_mistake_behind_an_error():
@@ -131,6 +140,39 @@ def test_diagnose_names_the_mistake_behind_an_error():
 
     no_transpose = Mistake("no transpose", lambda Q, K: Q @ K, "transpose K.")
     r = check("scores", lambda Q, K: Q @ K, ref, rect, quiet=True, diagnose=Trial(square), diagnose_mistakes=[no_transpose])
-    assert r.key == "no transpose" and "raised RuntimeError" in r.message and "Likely cause: transpose K." in r.message
+    assert r.key == "no transpose" and r.message.startswith("✗ scores: transpose K. (your code raised RuntimeError")
     r = check("scores", lambda Q, K: Q @ K[:2], ref, rect, quiet=True, diagnose=Trial(square), diagnose_mistakes=[no_transpose])
     assert r.key == "exception"
+
+
+def test_property_helpers():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    assert constant_factor(2.5 * x, x) == pytest.approx(2.5) and constant_factor(x, x) is None
+    assert constant_offset(x + 0.7, x) == pytest.approx(0.7) and constant_offset(x, x) is None
+    assert transposed(x.T, x) and not transposed(x, x)
+    assert permuted(x.flip(-1), x) and not permuted(x, x) and not permuted(2 * x, x)
+
+
+CHECKERS = [ch01.check_cosine_similarity, ch01.check_soft_lookup, ch01.check_soft_lookup_batch,
+            ch02.check_softmax, ch02.check_temperature_softmax, ch03.check_scaled_scores, ch03.check_attention,
+            ch04.check_self_attention]
+
+
+@pytest.mark.parametrize("checker", CHECKERS, ids=lambda c: c.__name__)
+def test_every_checker_has_one_signature(checker):
+    params = inspect.signature(checker).parameters
+    assert list(params) == ["fn", "seed", "quiet"]
+    assert params["seed"].kind is inspect.Parameter.KEYWORD_ONLY and params["seed"].default is None
+    assert params["quiet"].kind is inspect.Parameter.KEYWORD_ONLY and params["quiet"].default is False
+
+
+@pytest.mark.parametrize("checker", CHECKERS, ids=lambda c: c.__name__)
+def test_every_checker_prints_one_line_and_never_raises(checker, capsys):
+    def crash(*args):
+        raise KeyError("oops")
+
+    r = checker(crash, seed=0)
+    out = capsys.readouterr().out.splitlines()
+    assert not r.passed and len(out) == 1 and out[0].startswith("✗ ")
+    assert out[0].index("(your code raised KeyError") > out[0].index(": ") + 2  # a hint comes first
+    assert checker(lambda *a: None, quiet=True).key == "returned None"
