@@ -21,10 +21,12 @@ import torch.nn as nn
 from kqvlib._common import require
 
 
-def sinusoidal_encoding(T: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
+def sinusoidal_encoding(T: int, d_model: int, base: float = 10000.0,
+                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(T, d_model) table: row p is position p's vector. Built in chapter 7.
 
     Column 2i holds sin(p · ω_i) and column 2i+1 cos(p · ω_i), with ω_i = base^(-2i/d_model).
+    Computed in float64, then rounded once to ``dtype``.
     """
     require(d_model % 2 == 0, lambda: f"sinusoidal_encoding: d_model must be even, got {d_model}")
     pos = torch.arange(T, dtype=torch.float64)[:, None]  # (T, 1)
@@ -32,7 +34,7 @@ def sinusoidal_encoding(T: int, d_model: int, base: float = 10000.0) -> torch.Te
     pe = torch.empty(T, d_model, dtype=torch.float64)
     pe[:, 0::2] = torch.sin(pos * omega)  # (T, C/2)
     pe[:, 1::2] = torch.cos(pos * omega)  # (T, C/2)
-    return pe.float()
+    return pe.to(dtype)
 
 
 class SinusoidalPositions(nn.Module):
@@ -40,8 +42,15 @@ class SinusoidalPositions(nn.Module):
 
     def __init__(self, max_positions: int, d_model: int):
         super().__init__()
-        self.max_positions = max_positions
+        self.max_positions, self.d_model = max_positions, d_model
         self.register_buffer("table", sinusoidal_encoding(max_positions, d_model), persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        """After ``.double()``, ``.to(device)``, …: the table is rebuilt from float64, rounded once."""
+        super()._apply(fn, recurse)
+        t = self.table
+        self.table = sinusoidal_encoding(self.max_positions, self.d_model, dtype=t.dtype).to(t.device)
+        return self
 
     def forward(self, T: int, offset: int = 0) -> torch.Tensor:
         require(offset + T <= self.max_positions,
@@ -71,19 +80,35 @@ class RotaryEmbedding(nn.Module):
 
     The pair of features (x_i, x_{i+hs/2}) at position p is rotated by the angle p·θ_i,
     θ_i = base^(-2i/hs). A query rotated by p and a key rotated by p' then have a dot product that
-    depends only on p − p'.
+    depends only on p − p'. (The paper pairs neighbours, (x_2i, x_2i+1); pairing i with i + hs/2, as
+    GPT-NeoX and Llama's Hugging Face code do, is the same up to a fixed reordering of the features,
+    which the learned projections absorb.)
     """
 
     def __init__(self, head_size: int, max_positions: int, base: float = 10000.0):
         super().__init__()
         require(head_size % 2 == 0, lambda: f"RotaryEmbedding: head_size must be even, got {head_size}")
-        self.max_positions = max_positions
-        inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)  # (hs/2,)
-        angles = torch.outer(torch.arange(max_positions, dtype=torch.float64), inv_freq)  # (P, hs/2)
-        # Full-width tables, so that rotating is x·cos + swap_halves(x)·sin (fewer operations per call):
+        self.head_size, self.max_positions, self.base = head_size, max_positions, base
+        cos, sin = self._tables(torch.float32, torch.device("cpu"))
+        self.register_buffer("cos", cos, persistent=False)  # (P, hs)
+        self.register_buffer("sin", sin, persistent=False)  # (P, hs)
+
+    def _tables(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full-width (P, hs) tables, so that rotating is x·cos + swap_halves(x)·sin (fewer operations per
+        call). Computed in float64, then rounded once to ``dtype``."""
+        hs = self.head_size
+        inv_freq = self.base ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)  # (hs/2,)
+        angles = torch.outer(torch.arange(self.max_positions, dtype=torch.float64), inv_freq)  # (P, hs/2)
         cos, sin = angles.cos(), angles.sin()  # (P, hs/2)
-        self.register_buffer("cos", torch.cat([cos, cos], dim=-1).float(), persistent=False)  # (P, hs)
-        self.register_buffer("sin", torch.cat([-sin, sin], dim=-1).float(), persistent=False)  # (P, hs)
+        full = lambda a, b: torch.cat([a, b], dim=-1).to(dtype).to(device)  # (P, hs)
+        return full(cos, cos), full(-sin, sin)
+
+    def _apply(self, fn, recurse=True):
+        """After ``.double()``, ``.to(device)``, …: the tables are rebuilt from float64, rounded once, so a
+        float64 model rotates with float64 accuracy."""
+        super()._apply(fn, recurse)
+        self.cos, self.sin = self._tables(self.cos.dtype, self.cos.device)
+        return self
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         T = x.shape[-2]
