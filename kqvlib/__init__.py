@@ -35,7 +35,7 @@ from kqvlib.seed import seed_everything
 from kqvlib.tokenizers import CharTokenizer
 from kqvlib.train import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     # attention (chapters 1–5)

@@ -6,15 +6,19 @@ its SHA-256, and cached. To use a copy you already have, point ``KQV_TINYSHAKESP
     export KQV_TINYSHAKESPEARE=/path/to/tinyshakespeare.txt
 
 The cache folder is ``$KQV_CACHE_DIR``, else ``$XDG_CACHE_HOME/kqv``, else ``~/.cache/kqv``.
+Downloading, checking and caching is pooch's ``retrieve``: it streams into a temporary file beside
+the cache, checks the hash, and only then moves the file into place, so a reader never sees a
+partial or corrupt copy; a cached copy with the wrong hash is downloaded again.
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import logging
 import os
-import tempfile
-import urllib.request
+import re
 from pathlib import Path
 
+import pooch
 import torch
 
 from kqvlib._common import require
@@ -40,10 +44,6 @@ def cache_dir() -> Path:
     return Path(base) / "kqv"
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _how_to_get(path: Path, url: str) -> str:
     return (
         f"Download it by hand from {url} and either save it as {path} "
@@ -51,30 +51,33 @@ def _how_to_get(path: Path, url: str) -> str:
     )
 
 
-def _download(url: str, dest: Path, sha256: str, timeout: float) -> bytes:
-    """Download ``url`` and verify it; only a verified file ever appears at ``dest`` (atomic rename)."""
+@contextlib.contextmanager
+def _pooch_quiet():
+    """pooch logs each download to stderr; keep notebook outputs the same whether or not it downloaded."""
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            data = r.read()
-    except OSError as e:  # URLError, timeouts, refused connections
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _download(url: str, dest: Path, sha256: str, timeout: float) -> Path:
+    """pooch.retrieve: download into dest's folder, verify, move into place; raise DatasetError if not."""
+    try:
+        with _pooch_quiet():
+            return Path(pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=dest.name, path=dest.parent,
+                                       downloader=pooch.HTTPDownloader(progressbar=False, timeout=timeout)))
+    except ValueError as e:  # pooch: the hash does not match; the temporary file is already deleted
+        got = re.search(r"but got (\w+)", str(e))
+        raise DatasetError(
+            f"The file downloaded from {url} is corrupt (sha256 {got.group(1) if got else '?'}, expected "
+            f"{sha256}); nothing was saved. " + _how_to_get(dest, url)
+        ) from e
+    except OSError as e:  # requests' errors (refused, timed out, HTTP 404) are OSErrors
         raise DatasetError(f"Tiny Shakespeare is not at {dest} and could not be downloaded ({e}). "
                            + _how_to_get(dest, url)) from e
-    got = _sha256(data)
-    if got != sha256:
-        raise DatasetError(
-            f"The file downloaded from {url} is corrupt (sha256 {got}, expected {sha256}); nothing was "
-            f"saved. " + _how_to_get(dest, url)
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)  # atomic: a reader sees no file or the whole verified file
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return data
 
 
 def load_tinyshakespeare(url: str = URL, sha256: str = SHA256, timeout: float = 30.0) -> str:
@@ -89,18 +92,15 @@ def load_tinyshakespeare(url: str = URL, sha256: str = SHA256, timeout: float = 
         p = Path(env)
         if not p.is_file():
             raise DatasetError(f"{ENV_FILE} points at {p}, which does not exist. " + _how_to_get(p, url))
-        data = p.read_bytes()
-        if _sha256(data) != sha256:
-            raise DatasetError(f"{p} (from {ENV_FILE}) is not Tiny Shakespeare: its sha256 is {_sha256(data)}, "
+        got = pooch.file_hash(str(p))
+        if got != sha256:
+            raise DatasetError(f"{p} (from {ENV_FILE}) is not Tiny Shakespeare: its sha256 is {got}, "
                                f"expected {sha256}. " + _how_to_get(p, url))
-        return data.decode("utf-8")
+        return p.read_bytes().decode("utf-8")
     dest = cache_dir() / FILENAME
-    if dest.is_file():
-        data = dest.read_bytes()
-        if _sha256(data) == sha256:
-            return data.decode("utf-8")
-        dest.unlink()  # corrupt cache: never keep it
-    return _download(url, dest, sha256, timeout).decode("utf-8")
+    if dest.is_file() and pooch.file_hash(str(dest)) != sha256:
+        dest.unlink()  # a corrupt cached copy is never kept, even if the new download fails
+    return _download(url, dest, sha256, timeout).read_bytes().decode("utf-8")
 
 
 def train_val_split(data: torch.Tensor, train_fraction: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Tiny Shakespeare: download through a local server, checksum, cache, offline errors; tokenizer; batches."""
+"""Tiny Shakespeare: download (pooch) through a local server, checksum, cache, offline errors; tokenizer; batches."""
 import functools
 import hashlib
 import http.server
@@ -41,9 +41,10 @@ def cache(tmp_path, monkeypatch):
     return d
 
 
-def test_download_verifies_and_caches_once(server, cache):
+def test_download_verifies_and_caches_once(server, cache, capfd):
     base, hits = server
     text = D.load_tinyshakespeare(url=f"{base}/input.txt", sha256=PAYLOAD_SHA)
+    assert capfd.readouterr() == ("", "")  # silent: a notebook's output is the same with or without a download
     assert text.encode() == PAYLOAD
     assert (cache / D.FILENAME).read_bytes() == PAYLOAD
     assert list(cache.iterdir()) == [cache / D.FILENAME]  # no temporary files left
@@ -53,8 +54,9 @@ def test_download_verifies_and_caches_once(server, cache):
 
 def test_wrong_checksum_raises_and_leaves_no_file(server, cache):
     base, _ = server
-    with pytest.raises(D.DatasetError, match="corrupt"):
+    with pytest.raises(D.DatasetError, match="corrupt") as e:
         D.load_tinyshakespeare(url=f"{base}/corrupt.txt", sha256=PAYLOAD_SHA)
+    assert hashlib.sha256(PAYLOAD[:-10]).hexdigest() in str(e.value) and PAYLOAD_SHA in str(e.value)
     assert not cache.exists() or list(cache.iterdir()) == []
 
 
@@ -63,6 +65,23 @@ def test_corrupt_cache_is_replaced(server, cache):
     cache.mkdir()
     (cache / D.FILENAME).write_bytes(b"half a file")
     assert D.load_tinyshakespeare(url=f"{base}/input.txt", sha256=PAYLOAD_SHA).encode() == PAYLOAD
+    assert list(cache.iterdir()) == [cache / D.FILENAME]
+
+
+def test_corrupt_cache_is_not_kept_when_offline(cache):
+    cache.mkdir()
+    (cache / D.FILENAME).write_bytes(b"half a file")
+    with pytest.raises(D.DatasetError, match="could not be downloaded"):
+        D.load_tinyshakespeare(url="http://127.0.0.1:9/input.txt", sha256=PAYLOAD_SHA, timeout=5)
+    assert list(cache.iterdir()) == []
+
+
+def test_missing_file_on_the_server_says_how_to_get_it(server, cache):
+    base, _ = server
+    with pytest.raises(D.DatasetError, match="could not be downloaded .*404") as e:
+        D.load_tinyshakespeare(url=f"{base}/nothing-here.txt", sha256=PAYLOAD_SHA)
+    assert D.ENV_FILE in str(e.value)
+    assert not cache.exists() or list(cache.iterdir()) == []
 
 
 def test_offline_without_a_copy_says_how_to_get_it(cache):

@@ -11,6 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "tests" / "screenshots"
+# Every page of the built book (redirect stubs included; tests skip those themselves).
+PAGES = sorted(str(p.relative_to(HTML)) for p in HTML.rglob("*.html") if "_static" not in p.parts) if HTML.is_dir() else []
 CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--no-first-run", "--disable-sync", "--disable-quic",
@@ -56,6 +58,22 @@ def browser():
     except ImportError:
         _missing("the playwright package is not installed")
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_FLAGS)
+        # Real scroll bars (Playwright hides them in headless mode): the layout test checks that a reader
+        # can see one wherever a code block scrolls sideways.
+        b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_FLAGS,
+                               ignore_default_args=["--hide-scrollbars"])
         yield b
         b.close()
+
+
+def is_redirect(page_path: str) -> bool:
+    """The root index.html is a redirect stub, not a page."""
+    return 'http-equiv="Refresh"' in (HTML / page_path).read_text(errors="replace")
+
+
+def open_page(browser, site: str, page_path: str, width: int, height: int = 900):
+    """A page of the book at the given window width, with every request outside the local server refused."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(site) else route.continue_())
+    page.goto(f"{site}/{page_path}", wait_until="load")
+    return page

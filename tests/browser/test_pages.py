@@ -10,7 +10,7 @@ from urllib.parse import unquote, urldefrag, urlparse
 
 import pytest
 
-from .conftest import HTML, SCREENSHOTS
+from .conftest import HTML, PAGES, SCREENSHOTS
 
 # Page errors we accept, as regexes, each with the reason. Keep this short.
 ALLOWED_ERRORS: list[tuple[str, str]] = [
@@ -18,8 +18,6 @@ ALLOWED_ERRORS: list[tuple[str, str]] = [
      "Jupyter Book 1 (sphinx-thebe 0.3.1 with sphinx-book-theme 1.3) writes thebe's config script twice on "
      "notebook pages; the second copy fails harmlessly. The book does not use thebe (live code on the page)."),
 ]
-
-PAGES = sorted(str(p.relative_to(HTML)) for p in HTML.rglob("*.html") if "_static" not in p.parts) if HTML.is_dir() else []
 
 
 def _ids(path: Path) -> set[str]:
