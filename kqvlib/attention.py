@@ -66,34 +66,64 @@ def soft_lookup(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -
 # --- masks (chapter 5) ---------------------------------------------------------------------------
 
 def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """Boolean (T, T) mask, ``True`` on and below the diagonal: position t may look at 0..t only.
-    Built in chapter 5."""
-    require(isinstance(T, int) and T >= 1, lambda: f"causal_mask: T must be a positive int, got {T!r}")
+    """Boolean (T, T) mask, ``True`` on and below the diagonal: query t may look at keys 0..t only.
+    Built in chapter 5.
+
+    >>> causal_mask(3)
+    tensor([[ True, False, False],
+            [ True,  True, False],
+            [ True,  True,  True]])
+
+    Row t is query t, column s is key s. Its transpose (True on and above the diagonal) lets every
+    position read the future instead of the past; chapter 5 trains a model with it to show what happens.
+    """
+    require(isinstance(T, int) and not isinstance(T, bool) and T >= 1,
+            lambda: f"causal_mask: T must be a positive int, got {T!r}")
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 
 def padding_mask(lengths: Sequence[int] | torch.Tensor, S: int,
                  device: torch.device | str | None = None) -> torch.Tensor:
-    """Boolean (B, 1, 1, S) mask for a batch of sequences padded to S positions. Built in chapter 5.
+    """Boolean (B, 1, 1, S) mask for a batch of sequences padded on the right to S positions.
+    Built in chapter 5.
 
     lengths: (B,) the real length of each sequence (its first ``lengths[b]`` positions are tokens, the
-    rest padding). ``mask[b, 0, 0, s]`` is True when key s of sequence b is a real token. The shape
-    broadcasts to multi-head scores (B, H, T, S); for single-head scores (B, T, S) use ``mask[:, 0]``.
+    rest padding). ``mask[b, 0, 0, s]`` is True when key s of sequence b is a real token: the mask blocks
+    padding *keys*, for every query. The shape broadcasts to multi-head scores (B, H, T, S); for
+    single-head scores (B, T, S) use ``mask[:, 0]``. Combine it with :func:`causal_mask` by
+    :func:`combine_masks`.
+
+    The queries at padding positions are not blocked (their outputs are computed and then ignored by
+    the loss). A sequence of length 0 blocks every key, so each of its queries gets a fully masked row,
+    whose weights this module defines to be zeros (see the module docstring).
     """
+    require(isinstance(S, int) and not isinstance(S, bool) and S >= 1,
+            lambda: f"padding_mask: S must be a positive int, got {S!r}")
     lengths = torch.as_tensor(lengths, device=device)
-    require(lengths.dim() == 1 and not lengths.is_floating_point(),
-            lambda: f"padding_mask: lengths must be B integers, got shape {tuple(lengths.shape)} {lengths.dtype}")
+    require(lengths.dim() == 1 and not lengths.is_floating_point() and lengths.dtype != torch.bool,
+            lambda: f"padding_mask: lengths must be B integers, shape (B,), got shape "
+                    f"{tuple(lengths.shape)} of {lengths.dtype}")
     require(bool(((lengths >= 0) & (lengths <= S)).all()),
-            lambda: f"padding_mask: every length must be in 0..{S}, got {lengths.tolist()}")
+            lambda: f"padding_mask: every length must be in 0..S={S}, got {lengths.tolist()}")
     keys = torch.arange(S, device=lengths.device)  # (S,)
     return (keys[None, :] < lengths[:, None])[:, None, None, :]  # (B, S) → (B, 1, 1, S)
 
 
 def as_additive(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A boolean mask as the float mask that does the same: 0 where True, -inf where False.
-    A float mask is returned unchanged. Built in chapter 5."""
-    if mask.dtype != torch.bool:
+    A float mask is returned unchanged. Built in chapter 5.
+
+    Adding the result to the scores and taking the softmax gives the same weights as filling the blocked
+    scores with -inf: e^-inf = 0, so a blocked key gets no weight and the others share the whole sum.
+    """
+    require(isinstance(mask, torch.Tensor),
+            lambda: f"as_additive: mask must be a torch.Tensor, got {type(mask).__name__}")
+    if mask.is_floating_point():
         return mask
+    require(mask.dtype == torch.bool, lambda: (
+        f"as_additive: mask must be bool (True = attend) or float (added to the scores), got {mask.dtype} "
+        f"with shape {tuple(mask.shape)}. A 0/1 integer mask is ambiguous: convert it with mask.bool()"))
+    require(dtype.is_floating_point, lambda: f"as_additive: dtype must be a float type, got {dtype}")
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
 
 
@@ -101,16 +131,24 @@ def combine_masks(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tenso
     """One mask that blocks what either blocks (e.g. causal and padding). Built in chapter 5.
 
     Two boolean masks give their ``&``; a float mask involved gives the sum of both as float masks.
-    ``None`` means "no mask" and leaves the other one as it is."""
+    ``None`` means "no mask" and leaves the other one as it is. The two shapes must broadcast together:
+    (T, S) and (B, 1, 1, S) give (B, 1, T, S)."""
     if a is None or b is None:
         return b if a is None else a
-    if a.dtype == torch.bool and b.dtype == torch.bool:
-        return a & b
-    dtype = a.dtype if a.is_floating_point() else b.dtype
-    return as_additive(a, dtype) + as_additive(b, dtype)
+    try:
+        if a.dtype == torch.bool and b.dtype == torch.bool:
+            return a & b
+        dtype = a.dtype if a.is_floating_point() else b.dtype
+        return as_additive(a, dtype) + as_additive(b, dtype)
+    except RuntimeError as e:  # shapes that do not broadcast: name them (checked only on failure)
+        raise ValueError(f"combine_masks: masks of shapes {tuple(a.shape)} and {tuple(b.shape)} do not "
+                         f"broadcast together ({e})") from None
 
 
 def _check_mask(mask: torch.Tensor, scores_shape: torch.Size) -> None:
+    require(mask.dtype == torch.bool or mask.is_floating_point(), lambda: (
+        f"scaled_dot_product_attention: the mask must be bool (True = attend) or float (added to the "
+        f"scores), got {mask.dtype} with shape {tuple(mask.shape)}; convert a 0/1 mask with mask.bool()"))
     try:
         fits = torch.broadcast_shapes(mask.shape, scores_shape) == scores_shape
     except RuntimeError:
