@@ -18,13 +18,26 @@ from kqvlib.attention import causal_mask, combine_masks, scaled_dot_product_atte
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """(B, T, C) → (B, H, T, C/H): each head gets its own slice of the features. Built in chapter 6."""
+    """(B, T, C) → (B, H, T, C/H): head h gets features h·hs … (h+1)·hs − 1. Built in chapter 6.
+
+    Split the last axis into (H, hs), then swap the T and H axes. (A direct ``x.view(B, H, T, hs)``
+    has the right shape but cuts the flattened sequence into H pieces, mixing positions.)
+    """
+    require(x.dim() == 3 and x.shape[-1] % n_heads == 0, lambda: (
+        f"split_heads: expected x of shape (B, T, C) with C divisible by n_heads={n_heads}, "
+        f"got {tuple(x.shape)}"))
     B, T, C = x.shape
     return x.view(B, T, n_heads, C // n_heads).transpose(1, 2)  # (B, T, H, hs) → (B, H, T, hs)
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """(B, H, T, hs) → (B, T, H·hs): the heads' outputs side by side again. Built in chapter 6."""
+    """(B, H, T, hs) → (B, T, H·hs): the heads' outputs side by side again, head 0 first.
+    Built in chapter 6.
+
+    The inverse of :func:`split_heads`. After the transpose the tensor is no longer contiguous, so
+    it takes ``reshape`` (which copies when it must), not ``view``.
+    """
+    require(x.dim() == 4, lambda: f"merge_heads: expected x of shape (B, H, T, hs), got {tuple(x.shape)}")
     B, H, T, hs = x.shape
     return x.transpose(1, 2).reshape(B, T, H * hs)  # (B, T, H, hs) → (B, T, C)
 

@@ -1,12 +1,11 @@
-"""kqvlib.attention against PyTorch's own softmax, SDPA and nn.MultiheadAttention."""
+"""kqvlib.attention against PyTorch's own softmax and SDPA (multi-head attention: tests/test_multihead.py)."""
 import math
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from kqvlib import MultiHeadAttention, causal_mask, scaled_dot_product_attention, soft_lookup, softmax
+from kqvlib import causal_mask, scaled_dot_product_attention, soft_lookup, softmax
 
 TOL = {torch.float64: dict(atol=1e-10, rtol=1e-10), torch.float32: dict(atol=1e-5, rtol=1e-5)}
 DTYPES = [torch.float64, torch.float32]
@@ -139,54 +138,3 @@ def test_soft_lookup_is_single_query_attention_without_scaling():
     torch.testing.assert_close(soft_lookup(q, K, V), scaled, **TOL[torch.float64])
     with pytest.raises(ValueError, match=r"keys \(6, 4\)"):
         soft_lookup(q, K.T, V)
-
-
-def _copy_from_torch(mha: MultiHeadAttention, ref: nn.MultiheadAttention) -> None:
-    with torch.no_grad():
-        C = mha.d_model
-        mha.q_proj.weight.copy_(ref.in_proj_weight[:C])  # in_proj stacks W_Q, W_K, W_V: (3C, C)
-        mha.q_proj.bias.copy_(ref.in_proj_bias[:C])
-        mha.kv_proj.weight.copy_(ref.in_proj_weight[C:])
-        mha.kv_proj.bias.copy_(ref.in_proj_bias[C:])
-        mha.out_proj.weight.copy_(ref.out_proj.weight)
-        mha.out_proj.bias.copy_(ref.out_proj.bias)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("impl", ["scratch", "sdpa"])
-@pytest.mark.parametrize("causal", [False, True])
-def test_mha_matches_torch_multiheadattention(dtype, impl, causal):
-    torch.manual_seed(0)
-    B, T, C, H = 3, 7, 24, 4
-    ref = nn.MultiheadAttention(C, H, batch_first=True, dtype=dtype).eval()
-    ours = MultiHeadAttention(C, H, causal=causal, impl=impl).to(dtype).eval()
-    _copy_from_torch(ours, ref)
-    x = torch.randn(B, T, C, dtype=dtype)
-    # nn.MultiheadAttention's bool mask is the opposite of ours: True there means *blocked*.
-    ref_mask = ~causal_mask(T) if causal else None
-    expected, expected_w = ref(x, x, x, attn_mask=ref_mask, need_weights=True, average_attn_weights=False)
-    torch.testing.assert_close(ours(x), expected, **TOL[dtype])
-    out, w = ours(x, return_weights=True)
-    torch.testing.assert_close(out, expected, **TOL[dtype])
-    torch.testing.assert_close(w, expected_w, **TOL[dtype])
-
-
-@pytest.mark.parametrize("causal", [False, True])
-def test_mha_paths_agree_with_extra_mask(causal):
-    torch.manual_seed(1)
-    x = torch.randn(2, 6, 16, dtype=torch.float64)
-    a = MultiHeadAttention(16, 2, causal=causal, impl="scratch").double()
-    b = MultiHeadAttention(16, 2, causal=causal, impl="sdpa").double()
-    b.load_state_dict(a.state_dict())
-    pad = torch.ones(2, 1, 1, 6, dtype=torch.bool)
-    pad[1, ..., 4:] = False  # the second sequence has two padding positions
-    for mask in (None, pad, torch.zeros(6, 6, dtype=torch.float64).masked_fill(~pad[1, 0], float("-inf"))):
-        torch.testing.assert_close(a(x, mask=mask), b(x, mask=mask), atol=1e-10, rtol=1e-10)
-
-
-def test_mha_errors():
-    with pytest.raises(ValueError, match="not divisible"):
-        MultiHeadAttention(10, 3)
-    m = MultiHeadAttention(8, 2)
-    with pytest.raises(ValueError, match=r"\(B, T, 8\).*\(2, 5, 6\)"):
-        m(torch.randn(2, 5, 6))

@@ -16,6 +16,7 @@ import kqvlib
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "kqvlib"
+EXERCISES = PKG / "exercises"
 
 TOOLS = ["_common", "seed", "plot", "checks"]
 IDEAS = ["attention", "multihead", "positions", "block", "tokenizers", "data", "model", "precision", "train",
@@ -55,13 +56,49 @@ def test_imports_run_from_later_ideas_to_earlier_ones(name):
     assert not bad, f"kqvlib/{name}.py imports {sorted(bad)}, which come later in the book (or are not tools)"
 
 
+def exercise_files() -> list[tuple[int, Path]]:
+    """(chapter, file) for every checker module: a module exercises/chNN.py, or every .py of a chapter package
+    exercises/chNN/ (its __init__ and the modules it is split into), all of them chapter NN."""
+    flat = [(int(p.stem[2:]), p) for p in EXERCISES.glob("ch*.py")]
+    packaged = [(int(p.relative_to(EXERCISES).parts[0][2:]), p) for p in EXERCISES.glob("ch*/**/*.py")]
+    return sorted(flat + packaged, key=lambda cp: (cp[0], str(cp[1])))
+
+
+def resolved_imports(path: Path) -> list[list[str]]:
+    """Every name a file imports, as its full dotted path split into parts (``from a.b import c`` gives
+    [a, b, c]), relative imports resolved from the file's own package."""
+    package = list(path.relative_to(ROOT).parent.parts)  # e.g. [kqvlib, exercises, ch05]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = base + (node.module.split(".") if node.module else [])
+            found += [module + [a.name] for a in node.names]
+        elif isinstance(node, ast.Import):
+            found += [a.name.split(".") for a in node.names]
+    return found
+
+
 def test_exercises_import_only_the_library_and_earlier_chapters():
-    for path in sorted((PKG / "exercises").glob("ch*.py")):
-        unknown = kqvlib_imports(path) - set(ORDER) - {"exercises"}
-        assert not unknown, f"{path.name} imports {sorted(unknown)}, which are not kqvlib modules"
-        chapters = re.findall(r"kqvlib\.exercises(?:\.| import )ch(\d+)", path.read_text())
-        later = [c for c in chapters if int(c) >= int(path.stem[2:])]
-        assert not later, f"{path.name} imports the checkers of chapter(s) {later}, not earlier ones"
+    """A chapter's checkers may use the library and the checkers of earlier chapters, never later ones. A
+    chapter split into a package (exercises/chNN/*.py) counts as one chapter, whose modules may import each
+    other."""
+    files = exercise_files()
+    assert files, "no exercise checkers found"
+    both = sorted(p.stem for p in EXERCISES.glob("ch*.py") if (EXERCISES / p.stem).is_dir())
+    assert not both, f"{both}: a chapter is a module chNN.py or a package chNN/, not both"
+    for chapter, path in files:
+        name = path.relative_to(EXERCISES)
+        imports = resolved_imports(path)
+        kqvlib_modules = kqvlib_imports(path) | {p[1] for p in imports if p[0] == "kqvlib" and len(p) > 1}
+        unknown = kqvlib_modules - set(ORDER) - {"exercises"}
+        assert not unknown, f"{name} imports {sorted(unknown)}, which are not kqvlib modules"
+        chapters = [int(c) for c in re.findall(r"kqvlib\.exercises(?:\.| import )ch(\d+)", path.read_text())]
+        chapters += [int(p[2][2:]) for p in imports
+                     if p[:2] == ["kqvlib", "exercises"] and len(p) > 2 and re.fullmatch(r"ch\d+", p[2])]
+        own_package = path.parent != EXERCISES  # exercises/chNN/…: the chapter's modules import each other
+        later = sorted({c for c in chapters if c > chapter or (c == chapter and not own_package)})
+        assert not later, f"{name} imports the checkers of chapter(s) {later}, not earlier ones"
 
 
 @pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
