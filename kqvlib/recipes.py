@@ -33,3 +33,22 @@ def cpu_recipe(vocab_size: int = 65, seconds: float = 60.0) -> tuple[GPTConfig, 
                         weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, eval_interval=10**9,
                         time_budget=seconds, optimizer="muon", muon_lr=0.02, cpu_bf16=True)
     return model, train
+
+
+def notebook_cpu_recipe(vocab_size: int = 65) -> tuple[GPTConfig, TrainConfig]:
+    """The small GPT that chapters 10, 11 and 14 train on the CPU: a fixed number of steps in float32
+    with AdamW, so a notebook's stored outputs reproduce (a time budget never does). Built in chapter 10.
+
+    Chapter 10 saves it to :data:`NOTEBOOK_CHECKPOINT`; chapters 11 and 14 load that checkpoint when it
+    is there and otherwise train the same model themselves, with the same result.
+    """
+    # cpu_recipe's model (its 512-character context lets chapter 11 generate 500 tokens with one cache),
+    # trained with AdamW in float32 for a fixed number of steps.
+    model, _ = cpu_recipe(vocab_size)
+    train = TrainConfig(max_steps=300, batch_size=4, lr=6e-3, min_lr=1e-4, warmup_steps=30,
+                        weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, eval_interval=50,
+                        eval_iters=10, progress=False)
+    return model, train
+
+
+NOTEBOOK_CHECKPOINT = "checkpoints/gpt_cpu.pt"  # relative to book/, where the notebooks run; git ignores *.pt
