@@ -5,15 +5,15 @@ One module per idea, in the order of the book (a module imports only from module
     multihead   multi-head attention (self and cross), the KV cache             chapters 6, 11
     positions   sinusoidal, learned and rotary positions                        chapter 7
     block       LayerNorm, the MLP, the transformer block                       chapter 8
-    tokenizers  text ↔ token ids                                                chapter 9
+    tokenizers  text ↔ token ids (characters; byte-pair encoding)               chapter 9
     data        Tiny Shakespeare, the train/validation split, batches           chapter 9
     model       GPTConfig and a decoder-only GPT                                chapter 10
     precision   device choice and autocast                                      chapter 10
     train       the training loop, loss estimates, checkpoints                  chapter 10
     recipes     model + training configurations measured in the benchmarks     chapter 10
     generate    sampling and generation with a KV cache                         chapter 11
-Tools used throughout: seed (seed_everything), plot (attention heatmaps), checks (the exercise-checker
-mechanism; the checkers themselves are in kqvlib.exercises).
+Tools used throughout: seed (seed_everything), plot (attention heatmaps, a precomputed bar-chart slider),
+checks (the exercise-checker mechanism; the checkers themselves are in kqvlib.exercises).
 """
 from kqvlib.attention import (
     as_additive,
@@ -32,7 +32,7 @@ from kqvlib.multihead import KVCache, MultiHeadAttention, merge_heads, split_hea
 from kqvlib.positions import LearnedPositions, RotaryEmbedding, SinusoidalPositions, sinusoidal_encoding
 from kqvlib.precision import autocast, pick_device
 from kqvlib.seed import seed_everything
-from kqvlib.tokenizers import CharTokenizer
+from kqvlib.tokenizers import BPETokenizer, CharTokenizer
 from kqvlib.train import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
 
 __version__ = "0.2.0"
@@ -48,7 +48,7 @@ __all__ = [
     # block (chapter 8)
     "LayerNorm", "MLP", "Block",
     # tokenizers, data (chapter 9)
-    "CharTokenizer", "load_tinyshakespeare", "load_dataset", "get_batch",
+    "CharTokenizer", "BPETokenizer", "load_tinyshakespeare", "load_dataset", "get_batch",
     # model, precision, train (chapter 10)
     "GPTConfig", "GPT", "pick_device", "autocast", "TrainConfig", "train", "evaluate",
     "save_checkpoint", "load_checkpoint",
