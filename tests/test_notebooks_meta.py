@@ -15,16 +15,16 @@ _spec = importlib.util.spec_from_file_location("setup_cell", ROOT / "scripts" / 
 setup_cell = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(setup_cell)
 
-# Until `scripts/setup_cell.py --write` has rewritten every notebook's first cell, the old Colab-only
-# cell (`%pip install "kqvlib @ git+<url>"` under `if "google.colab" in sys.modules`) is accepted too.
-# Set this to False once it has run: from then on only the new cell, exactly, passes.
-ACCEPT_OLD_SETUP_CELL = True
+# Every notebook has the new setup cell (`scripts/setup_cell.py --write`), so only that cell, exactly,
+# passes. (True would also accept the old Colab-only cell, `%pip install "kqvlib @ git+<url>"` under
+# `if "google.colab" in sys.modules`, as during the switch.)
+ACCEPT_OLD_SETUP_CELL = False
 
-# Code lines wider than this are clipped in the HTML book. Set ENFORCE_CODE_WIDTH to True once the
-# notebooks are wrapped; until then the test is an expected failure whose reason lists the offenders
-# (`pytest -rx tests/test_notebooks_meta.py`).
+# Code lines wider than this do not fit the HTML book's code cells (tests/browser/test_layout.py). With
+# ENFORCE_CODE_WIDTH = False the test would only be an expected failure listing the offenders
+# (`pytest -rx tests/test_notebooks_meta.py`), as while the notebooks were being wrapped.
 MAX_CODE_LINE = 88
-ENFORCE_CODE_WIDTH = False
+ENFORCE_CODE_WIDTH = True
 
 
 def repository_url() -> str:

@@ -1,7 +1,8 @@
 """Every page at a laptop's width (1280 px) and a phone's (420 px): no code or output block is wider
 than its column unless the reader can get at the rest. Outputs wrap; a code block that does not fit
 scrolls sideways with a scroll bar that is drawn (not an overlay that hides); nothing sticks out of the
-column. At 1280 px a code cell fits the 88 characters the notebooks' lines are kept to.
+column. At 1280 px every code cell fits the 88 characters the notebooks' lines are kept to. What a click
+reveals (hidden code and outputs, the appendix's solution dropdowns) is opened first and checked too.
 
 Screenshots of chapter 2 at both widths go to tests/screenshots/ on every run, for a human to look at.
 """
@@ -42,18 +43,29 @@ OFFENDERS_JS = r"""() => {
   return out;
 }"""
 
-# How many characters of the code font fit in a code cell's text box.
+# How many characters of the code font fit in the text box of the narrowest code cell shown.
 CODE_COLUMNS_JS = r"""() => {
-  const pre = document.querySelector('div.cell_input pre');
-  if (!pre) return null;
-  const probe = document.createElement('span');
-  probe.textContent = 'x'.repeat(100);
-  pre.appendChild(probe);
-  const ch = probe.getBoundingClientRect().width / 100;
-  probe.remove();
-  const cs = getComputedStyle(pre);
-  return (pre.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight)) / ch;
+  const widths = [...document.querySelectorAll('div.cell_input pre')].filter(pre => pre.getClientRects().length)
+    .map(pre => {
+      const probe = document.createElement('span');
+      probe.textContent = 'x'.repeat(100);
+      pre.appendChild(probe);
+      const ch = probe.getBoundingClientRect().width / 100;
+      probe.remove();
+      const cs = getComputedStyle(pre);
+      return (pre.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight)) / ch;
+    });
+  return widths.length ? Math.min(...widths) : null;
 }"""
+
+
+def open_everything(page):
+    """Open what a reader opens with a click: <details> (hide-input, hide-output) and togglebutton
+    dropdowns (the appendix's solutions)."""
+    page.evaluate("() => document.querySelectorAll('article details').forEach(d => { d.open = true; })")
+    buttons = page.locator("article .toggle-hidden > button.toggle-button, article .toggle-hidden > .admonition-title button.toggle-button")
+    for _ in range(buttons.count()):
+        buttons.first.click()
 
 
 @pytest.mark.parametrize("page_path", PAGES)
@@ -63,6 +75,7 @@ def test_code_and_outputs_fit_the_column(site, browser, page_path):
     page = open_page(browser, site, page_path, WIDTHS["laptop"])
     problems = []
     try:
+        open_everything(page)
         for width in WIDTHS.values():
             page.set_viewport_size({"width": width, "height": 900})
             found = page.evaluate(OFFENDERS_JS)

@@ -3,11 +3,11 @@ exercise to its solution.
 
 - Hidden content (a `hide-input` / `hide-output` cell, a dropdown, a solution) is hidden at first and
   shows when its toggle is clicked; the shared setup cell's code is hidden once it is the new cell.
-- Chapter 2's temperature figure responds to its control without a kernel (a slider or a video). Until
-  the chapter draws it that way (the live ipywidgets slider shows nothing in the HTML), that test is an
-  expected failure.
-- Every exercise links to its solution, and the link lands on a sphinx-exercise solution. Until the
-  chapters have such links, that test is an expected failure; once any has, all must.
+- Chapter 2's temperature figure responds to its control without a kernel (a slider or a video): the
+  chapter draws it with `kqvlib.plot.bar_slider`, precomputed frames behind a range input.
+- Every exercise links to its solution, and the link lands on a sphinx-exercise solution, except on the
+  pages listed in CHAPTERS_BEING_WRITTEN (a chapter whose solutions are not linked yet); a page on that
+  list whose exercises are all linked fails the test, so the list cannot go stale.
 """
 import html.parser
 import re
@@ -85,9 +85,8 @@ def test_temperature_figure_responds_to_its_control(site, browser):
     try:
         slider = page.locator("div.cell_output input[type=range]")
         video = page.locator("div.cell_output video")
-        if not slider.count() and not video.count():
-            pytest.xfail("chapter 2's temperature figure is a live ipywidgets slider, which needs a kernel: the HTML "
-                         "shows no figure to move yet (to be drawn as a precomputed slider or an animation)")
+        assert slider.count() or video.count(), (
+            "chapter 2's temperature figure has no control that works without a kernel (a range input or a video)")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         if slider.count():
             control = slider.first
@@ -169,16 +168,23 @@ def _solution_links(page_path: str) -> list[tuple[str, list[str]]]:
     return out
 
 
+# Chapters still being written, whose exercises may not link to their solutions yet. Take a chapter off the
+# list when its exercises are linked (the test says so).
+CHAPTERS_BEING_WRITTEN = {"book/08_block.html", "book/09_tokens.html", "book/10_training.html",
+                          "book/11_generation.html"}
+
+
 def test_each_exercise_links_to_its_solution(site, browser):
     exercises = {(p, ex): links for p in PAGES if not is_redirect(p) for ex, links in _solution_links(p)}
     if not exercises:
         pytest.skip("the book has no exercises")
     linked = {k: v for k, v in exercises.items() if v}
-    if not linked:
-        pytest.xfail(f"none of the {len(exercises)} exercises links to a solution yet (a {{solution}} directive "
-                     "per exercise in the appendix, hidden by default, and a link to it from the exercise)")
-    missing = [f"{p}#{ex}" for (p, ex), links in exercises.items() if not links]
+    done = sorted({p for (p, _), links in exercises.items() if p in CHAPTERS_BEING_WRITTEN}
+                  - {p for (p, _), links in exercises.items() if not links})
+    assert not done, f"{done}: every exercise links to its solution now; take it off CHAPTERS_BEING_WRITTEN"
+    missing = [f"{p}#{ex}" for (p, ex), links in exercises.items() if not links and p not in CHAPTERS_BEING_WRITTEN]
     assert not missing, f"{len(missing)} exercises do not link to a sphinx-exercise solution:\n  " + "\n  ".join(missing)
+    assert linked, "no exercise links to a solution"
     # Follow one link in the browser: it lands on the solution, which opens on a click.
     (page_path, ex), links = next(iter(linked.items()))
     page = open_page(browser, site, page_path, 1280)
