@@ -29,6 +29,8 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_model)) if bias else None  # (C,) the shift β
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require(x.dim() >= 1 and x.shape[-1] == self.weight.shape[0], lambda: (
+            f"LayerNorm: expected x of shape (..., {self.weight.shape[0]}), got {tuple(x.shape)}"))
         mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
         var = x.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1): the biased variance, as nn.LayerNorm
         y = (x - mean) / torch.sqrt(var + self.eps) * self.weight  # (..., C)
@@ -72,6 +74,7 @@ class Block(nn.Module):
                  dropout: float = 0.0, norm: str = "layernorm", impl: str = "sdpa",
                  rotary: nn.Module | None = None):
         super().__init__()
+        self.d_model = d_model
         self.ln1 = make_norm(norm, d_model, bias)
         self.attn = MultiHeadAttention(d_model, n_heads, causal=causal, bias=bias, dropout=dropout,
                                        impl=impl, rotary=rotary)
@@ -81,6 +84,8 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                 cache: KVCache | None = None) -> torch.Tensor:
+        require(x.dim() == 3 and x.shape[-1] == self.d_model,
+                lambda: f"Block: expected x of shape (B, T, {self.d_model}), got {tuple(x.shape)}")
         x = x + self.resid_drop(self.attn(self.ln1(x), mask=mask, cache=cache))  # (B, T, C)
         x = x + self.mlp(self.ln2(x))  # (B, T, C)
         return x
