@@ -30,7 +30,7 @@ from kqvlib.generate import generate, sample_next
 from kqvlib.model import GPT, GPTConfig
 from kqvlib.multihead import KVCache, MultiHeadAttention, merge_heads, split_heads
 from kqvlib.positions import LearnedPositions, RotaryEmbedding, SinusoidalPositions, sinusoidal_encoding
-from kqvlib.precision import autocast, pick_device
+from kqvlib.precision import autocast, pick_device, plan, plan_here
 from kqvlib.seed import seed_everything
 from kqvlib.tokenizers import BPETokenizer, CharTokenizer
 from kqvlib.train import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
@@ -50,7 +50,7 @@ __all__ = [
     # tokenizers, data (chapter 9)
     "CharTokenizer", "BPETokenizer", "load_tinyshakespeare", "load_dataset", "get_batch",
     # model, precision, train (chapter 10)
-    "GPTConfig", "GPT", "pick_device", "autocast", "TrainConfig", "train", "evaluate",
+    "GPTConfig", "GPT", "pick_device", "autocast", "plan", "plan_here", "TrainConfig", "train", "evaluate",
     "save_checkpoint", "load_checkpoint",
     # generate (chapter 11)
     "sample_next", "generate",

@@ -6,10 +6,13 @@
 
 On CUDA the forward pass runs under bf16 autocast (fp16, with a GradScaler, on GPUs without bf16);
 on the CPU and MPS it runs in float32 unless a CPU with native bf16 matrix products is asked to use them.
+:func:`plan` is the whole choice in one tested function; :func:`distributed` joins a torchrun job.
 """
 from __future__ import annotations
 
 import contextlib
+import os
+from dataclasses import dataclass
 
 import torch
 
@@ -47,3 +50,72 @@ def autocast(device: torch.device, cpu_bf16: bool = False) -> contextlib.Abstrac
     where that is float32. Built in chapter 10."""
     dtype = autocast_dtype(device, cpu_bf16)
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to train on one kind of device: the autocast dtype (None: float32), whether fp16 needs a
+    GradScaler, which recipe (:func:`kqvlib.recipes.recipe_for`) and whether to try torch.compile.
+    Built in chapter 10."""
+
+    device: str
+    dtype: torch.dtype | None
+    scaler: bool
+    recipe: str
+    compile: bool
+
+
+def plan(device_kind: str, bf16_supported: bool = False) -> Plan:
+    """The device/precision choice as one small function. Built in chapter 10.
+
+    cuda with bf16 → bf16 autocast; cuda without bf16 (a T4, a V100) → fp16 autocast + GradScaler; both
+    the "gpu" recipe and torch.compile. mps → float32, the "mps" recipe. cpu → float32 always (so stored
+    outputs reproduce on CPUs without native bf16), the "cpu" recipe (fixed steps)."""
+    if device_kind == "cuda":
+        dtype = torch.bfloat16 if bf16_supported else torch.float16
+        return Plan("cuda", dtype, scaler=not bf16_supported, recipe="gpu", compile=True)
+    if device_kind == "mps":
+        return Plan("mps", None, scaler=False, recipe="mps", compile=False)
+    if device_kind == "cpu":
+        return Plan("cpu", None, scaler=False, recipe="cpu", compile=False)
+    raise ValueError(f"plan: device_kind must be 'cuda', 'mps' or 'cpu', got {device_kind!r}")
+
+
+def plan_here() -> Plan:
+    """:func:`plan` for the best device of this machine (cuda → mps → cpu). Built in chapter 10."""
+    kind = pick_device().type
+    return plan(kind, kind == "cuda" and torch.cuda.is_bf16_supported())
+
+
+def maybe_compile(model: torch.nn.Module, device: torch.device, enabled: bool = True) -> torch.nn.Module:
+    """torch.compile(model) on CUDA when it compiles and runs; otherwise the model unchanged, with a note.
+    (On the CPU compiling costs more time than a short run saves.) Built in chapter 10."""
+    if not enabled or device.type != "cuda":
+        return model
+    try:
+        compiled = torch.compile(model)
+        cfg = model.config
+        x = torch.zeros(1, min(8, cfg.block_size), dtype=torch.long, device=device)
+        with autocast(device):
+            compiled(x)  # compiling happens here; a missing compiler (Triton, a C compiler) raises
+        return compiled
+    except Exception as e:  # noqa: BLE001 — any failure means: run uncompiled
+        print(f"torch.compile unavailable ({type(e).__name__}); training uncompiled.")
+        return model
+
+
+def distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) of this process. Under ``torchrun --nproc_per_node=N`` (WORLD_SIZE > 1)
+    it joins the process group: nccl on CUDA (one GPU per process), gloo on the CPU. A single process
+    gets (0, 1, device) and nothing else happens. Built in chapter 10."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from kqvlib._common import eval_mode, require
 from kqvlib.data import get_batch
-from kqvlib.precision import autocast, autocast_dtype, pick_device
+from kqvlib.precision import autocast, autocast_dtype, distributed, maybe_compile, pick_device
 
 
 @dataclass
@@ -41,6 +41,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # "adamw", or "muon" (Muon for the blocks' matrices, AdamW for the rest)
     muon_lr: float = 0.02  # Muon's peak learning rate (its updates are orthogonalised, so it needs its own)
     cpu_bf16: bool = False  # bf16 autocast on CPUs with native bf16 matmul (float32 weights and optimizer)
+    compile: bool = False  # torch.compile on CUDA (falls back to eager where it fails)
 
 
 def lr_at(step: int, cfg: TrainConfig, progress: float | None = None) -> float:
@@ -200,15 +201,26 @@ def train(
     ``checkpoint_path`` it saves a checkpoint at each estimate, and with ``resume`` it continues from
     that checkpoint (same step, optimizer state, history and batch stream). ``until`` stops early at
     that step (saving a checkpoint there), so a long run can be split over several sittings.
+    Under ``torchrun --nproc_per_node=N`` the same call trains with DistributedDataParallel: every rank
+    draws the same global batch of N × batch_size windows and keeps its own slice, DDP averages the
+    gradients, and only rank 0 shows progress, estimates losses and saves checkpoints.
     Returns the history as a dict of lists: step, train_loss, val_loss, lr, seconds. Built in chapter 10.
     """
     from tqdm.auto import tqdm
 
     require(cfg.max_steps > 0, lambda: f"train: max_steps must be positive, got {cfg.max_steps}")
-    device = device or pick_device()
+    rank, world, device = distributed(device or pick_device())
+    require(world == 1 or cfg.time_budget is None,
+            lambda: "train: a time budget would stop the processes at different steps; use max_steps")
     model.to(device)
     model.train()
     opts = make_optimizers(model, cfg, device)
+    net = maybe_compile(model, device, cfg.compile)  # what the training steps call
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    B, T = cfg.batch_size, model.config.block_size
     scaler = torch.amp.GradScaler("cuda") if autocast_dtype(device) == torch.float16 else None
     hist = History()
     start, elapsed = 0, 0.0
@@ -217,23 +229,24 @@ def train(
         start, elapsed, hist = state["step"], state["elapsed"], History(**state["history"])
     g = torch.Generator().manual_seed(cfg.seed)
     for _ in range(start):  # replay the batch stream so a resumed run sees the same batches
-        get_batch(train_data, cfg.batch_size, model.config.block_size, g)
+        get_batch(train_data, B * world, T, g)
 
     def checkpoint(done: int) -> None:
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and rank == 0:
             save_checkpoint(checkpoint_path, model, opts, done, asdict(hist), cfg, elapsed)
 
     stop = cfg.max_steps if until is None else min(until, cfg.max_steps)
-    bar = tqdm(range(start, stop), disable=not cfg.progress, desc="training", leave=True)
+    bar = tqdm(range(start, stop), disable=not cfg.progress or rank > 0, desc="training", leave=True)
     for step in bar:
         t0 = time.perf_counter()
         factor = lr_at(step, cfg, elapsed / cfg.time_budget if cfg.time_budget else None) / cfg.lr
         for opt in opts:
             for group in opt.param_groups:
                 group["lr"] = group["peak_lr"] * factor
-        x, y = get_batch(train_data, cfg.batch_size, model.config.block_size, g, device)
+        x, y = get_batch(train_data, B * world, T, g, device)  # (B·world, T): the global batch
+        x, y = x[rank * B : (rank + 1) * B], y[rank * B : (rank + 1) * B]  # (B, T): this rank's slice
         with autocast(device, cfg.cpu_bf16):
-            _, loss = model(x, y)
+            _, loss = net(x, y)
         for opt in opts:
             opt.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -257,8 +270,10 @@ def train(
 
         done = step + 1
         out_of_time = cfg.time_budget is not None and elapsed >= cfg.time_budget
+        if rank > 0:  # only rank 0 estimates and saves; the others go on to the next step
+            continue
         if done % cfg.eval_interval == 0 or done == cfg.max_steps or out_of_time:
-            est = estimate_loss(model, {"train": train_data, "val": val_data}, cfg.batch_size, cfg.eval_iters, device)
+            est = estimate_loss(model, {"train": train_data, "val": val_data}, B * world, cfg.eval_iters, device)
             hist.step.append(done)
             hist.train_loss.append(est["train"])
             hist.val_loss.append(est["val"])
@@ -271,4 +286,7 @@ def train(
         if out_of_time:
             break
     bar.close()
+    if world > 1:
+        torch.distributed.barrier()  # rank 0 may still be saving
+        torch.distributed.destroy_process_group()
     return asdict(hist)

@@ -90,7 +90,10 @@ def test_a_failed_install_says_what_failed_and_what_to_run(monkeypatch, capsys):
 
 def test_write_changes_only_the_first_cell(tmp_path):
     nb_path = tmp_path / "nb.ipynb"
-    shutil.copy(ROOT / "book" / "02_softmax.ipynb", nb_path)
+    nb = json.loads((ROOT / "book" / "02_softmax.ipynb").read_text())
+    # An out-of-date first cell (as in a new notebook, or after the address or tag changed):
+    setup_cell.first_code_cell(nb)["source"] = ["import kqvlib\n", "kqvlib.seed_everything(0)"]
+    nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     before = json.loads(nb_path.read_text())
     src = setup_cell.cell_source()
     assert setup_cell.write([nb_path], src) == [nb_path]

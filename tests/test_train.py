@@ -85,7 +85,9 @@ def test_time_budget_stops_on_time_and_decays_the_rate():
                       progress=False, time_budget=1.0, lr=1e-3, min_lr=1e-4)
     h = train(GPT(CFG), data(), data(seed=1), cfg, device=torch.device("cpu"))
     assert len(h["step"]) == 1 and 1.0 <= h["seconds"][-1] < 1.5
-    assert h["lr"][-1] == pytest.approx(1e-4, rel=0.05)  # the cosine ends at min_lr when time runs out
+    # the cosine runs by time: near min_lr when time runs out (how near depends on the last step's length,
+    # which a busy machine stretches)
+    assert 1e-4 <= h["lr"][-1] < 2e-4
 
 
 def test_muon_and_cpu_bf16_options_train():
@@ -97,3 +99,32 @@ def test_muon_and_cpu_bf16_options_train():
     assert h["val_loss"][-1] < math.log(20)
     with pytest.raises(ValueError, match="optimizer"):
         train(GPT(CFG), seq, seq, TrainConfig(optimizer="sgd", progress=False), device=torch.device("cpu"))
+
+
+def test_checkpoint_save_load_gives_identical_logits(tmp_path):
+    from kqvlib.train import save_checkpoint
+    torch.manual_seed(0)
+    m = GPT(CFG)
+    train(m, data(), data(seed=1), TrainConfig(max_steps=3, batch_size=2, warmup_steps=1, eval_interval=3,
+                                         eval_iters=1, progress=False), device=torch.device("cpu"))
+    save_checkpoint(tmp_path / "m.pt", m, None, 3, {})
+    fresh = GPT(CFG)
+    load_checkpoint(tmp_path / "m.pt", fresh)
+    x = data(40, seed=2).view(5, 8)
+    assert torch.equal(m.eval()(x)[0], fresh.eval()(x)[0])
+
+
+def test_resume_continues_the_step_count_and_the_schedule(tmp_path):
+    cfg = TrainConfig(max_steps=30, batch_size=2, warmup_steps=4, eval_interval=5, eval_iters=1, progress=False,
+                      lr=1e-3, min_lr=1e-4)
+    ckpt = tmp_path / "ckpt.pt"
+    torch.manual_seed(0)
+    h_full = train(GPT(CFG), data(), data(), cfg, device=torch.device("cpu"))
+    torch.manual_seed(0)
+    train(GPT(CFG), data(), data(), cfg, device=torch.device("cpu"), checkpoint_path=ckpt, until=12)
+    assert torch.load(ckpt, weights_only=True)["step"] == 12
+    h_res = train(GPT(CFG), data(), data(), cfg, device=torch.device("cpu"), checkpoint_path=ckpt, resume=True)
+    assert h_res["step"] == [5, 10, 15, 20, 25, 30]  # counted on from 12, not restarted at 0
+    assert h_res["lr"] == pytest.approx(h_full["lr"])  # the schedule picked up where it stopped
+    assert h_res["lr"][2] == pytest.approx(lr_at(14, cfg))
+    assert h_res["val_loss"] == pytest.approx(h_full["val_loss"], rel=1e-5)
