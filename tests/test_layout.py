@@ -130,3 +130,24 @@ def test_readme_and_contributing_list_every_module():
         text = (ROOT / doc).read_text()
         for name in IDEAS:
             assert f"{name}.py" in text, f"{doc} does not mention kqvlib/{name}.py"
+
+
+def test_every_checker_has_one_signature():
+    """check_xxx(fn, *, seed=None, quiet=False) in every chapter."""
+    import pkgutil
+
+    import kqvlib.exercises as ex
+
+    names = [m.name for m in pkgutil.iter_modules(ex.__path__) if m.name.startswith("ch")]
+    assert names
+    for name in names:
+        mod = importlib.import_module(f"kqvlib.exercises.{name}")
+        checkers = [getattr(mod, a) for a in dir(mod) if a.startswith("check_")]
+        assert checkers, f"kqvlib.exercises.{name} has no checker"
+        for fn in checkers:
+            params = list(inspect.signature(fn).parameters.values())
+            shape = [(p.name, p.kind, p.default) for p in params]
+            assert shape == [("fn", inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.empty),
+                             ("seed", inspect.Parameter.KEYWORD_ONLY, None),
+                             ("quiet", inspect.Parameter.KEYWORD_ONLY, False)], \
+                f"kqvlib.exercises.{name}.{fn.__name__}{inspect.signature(fn)}: use (fn, *, seed=None, quiet=False)"
