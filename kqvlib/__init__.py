@@ -26,7 +26,7 @@ from kqvlib.attention import (
 )
 from kqvlib.block import MLP, Block, LayerNorm
 from kqvlib.data import get_batch, load_dataset, load_tinyshakespeare
-from kqvlib.generate import generate, sample_next
+from kqvlib.generate import generate, sample_next, top_k_filter, top_p_filter
 from kqvlib.model import GPT, GPTConfig
 from kqvlib.multihead import KVCache, MultiHeadAttention, merge_heads, split_heads
 from kqvlib.positions import LearnedPositions, RotaryEmbedding, SinusoidalPositions, sinusoidal_encoding
@@ -53,7 +53,7 @@ __all__ = [
     "GPTConfig", "GPT", "pick_device", "autocast", "plan", "plan_here", "TrainConfig", "train", "evaluate",
     "save_checkpoint", "load_checkpoint",
     # generate (chapter 11)
-    "sample_next", "generate",
+    "top_k_filter", "top_p_filter", "sample_next", "generate",
     # tools
     "seed_everything",
 ]
