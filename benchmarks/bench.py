@@ -251,6 +251,10 @@ def write_markdown(results: dict, path: Path) -> None:
     r = results
     lines = [f"*Measured {r['date']} on {r['machine']} ({r['threads']} threads), torch {r['torch']}, "
              f"device {r['device']}; `python benchmarks/bench.py` wrote this table.*", ""]
+    older = {k: d for k, d in r.get("measured", {}).items() if d != r["date"]}
+    if older:
+        lines += ["*Kept from an earlier run (only some benchmarks were run on " + r["date"] + "): "
+                  + ", ".join(f"{k} ({d})" for k, d in older.items()) + ".*", ""]
     if "race" in r:
         ra = r["race"]
         m = ra["kqvlib"]["model"]
@@ -279,7 +283,8 @@ def write_markdown(results: dict, path: Path) -> None:
         lines += ["### Generation with a KV cache", "",
                   f"{gen['new_tokens']} new tokens (context {gen['block_size']}): {gen['cache_s']:.2f} s with the "
                   f"cache, {gen['no_cache_s']:.2f} s without — **{gen['speedup']:.1f}×**; identical tokens: "
-                  f"{gen['identical_tokens']}.", ""]
+                  f"{gen['identical_tokens']}. (Both paths on {gen.get('threads', r['threads'])} thread(s), "
+                  f"measured {r.get('measured', {}).get('generate', r['date'])}.)", ""]
     if "utilisation" in r:
         u = r["utilisation"]
         lines += ["### Utilisation", "",
@@ -307,7 +312,13 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {known}")
     device = torch.device(args.device)
-    results = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    out = Path(args.out)
+    # A run of some of the benchmarks keeps the others' last results (each section records its own date).
+    previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").is_file() else {}
+    kept = [k for k in known if k in previous and k not in args.which]
+    results = {**{k: previous[k] for k in kept}, "measured": {k: previous.get("measured", {}).get(k, previous.get("date"))
+                                                            for k in kept},
+               "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(device)}
     t0 = time.perf_counter()
     trained = {}
@@ -319,8 +330,8 @@ def main() -> None:
         generate_bench(device, results, trained.get("model"))
     if "utilisation" in args.which:
         utilisation(device, results)
+    results["measured"].update({k: results["date"] for k in args.which})
     results["total_seconds"] = time.perf_counter() - t0
-    out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2))
     write_markdown(results, out.with_suffix(".md"))
     log(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')} ({results['total_seconds']:.0f} s in all)")
