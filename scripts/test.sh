@@ -24,9 +24,9 @@ step "2/4 notebooks under nbval (strict)"
 nb_start=$SECONDS
 # Chapter 11 loads the model chapter 10 trains (book/checkpoints/, git-ignored) and trains the same model
 # itself only when it is missing; it runs after the others so that it finds it, as a reader's would.
-$BIN/pytest -q --nbval --nbval-current-env --sanitize-with tests/sanitize.cfg \
+$BIN/pytest -q --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg \
   -n 2 --dist loadfile book --ignore=book/11_generation.ipynb --ignore=book/solutions/11_solutions.ipynb
-$BIN/pytest -q --nbval --nbval-current-env --sanitize-with tests/sanitize.cfg -p no:xdist book/11_generation.ipynb book/solutions/11_solutions.ipynb
+$BIN/pytest -q --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg -p no:xdist book/11_generation.ipynb book/solutions/11_solutions.ipynb
 echo "notebooks: $((SECONDS - nb_start)) s"
 
 step "3/4 HTML book (jupyter-book build -W --keep-going)"
