@@ -72,6 +72,11 @@ def _block_with(norm_a, norm_b):
 
 _FIRST, _SECOND, _NONE = (lambda a, b: a), (lambda a, b: b), (lambda a, b: (lambda x: x))
 
+
+_MLP_FIRST_HINT = ("the MLP runs before attention. Attention comes first (the positions exchange "
+                   "information), then the MLP works on each position: x = x + attn(ln1(x)), then "
+                   "x + mlp(ln2(x)).")
+
 _BLOCK_MISTAKES = [
     Mistake("post-LN", _post_ln,
             "you normalised *after* adding the residual, x = LN(x + attn(x)): that is the original "
@@ -100,12 +105,8 @@ _BLOCK_MISTAKES = [
             "the MLP half is missing: after x = x + attn(ln1(x)), return x + mlp(ln2(x))."),
     Mistake("no attention", lambda x, ln1, attn, ln2, mlp: x + mlp(ln2(x)),
             "the attention half is missing: first x = x + attn(ln1(x)), then x + mlp(ln2(x))."),
-    Mistake("MLP first", _mlp_first("ln2", "ln1"),
-            "the MLP runs before attention. Attention comes first (the positions exchange information), "
-            "then the MLP works on each position: x = x + attn(ln1(x)), then x + mlp(ln2(x))."),
-    Mistake("MLP first", _mlp_first("ln1", "ln2"),
-            "the MLP runs before attention. Attention comes first (the positions exchange information), "
-            "then the MLP works on each position: x = x + attn(ln1(x)), then x + mlp(ln2(x))."),
+    Mistake("MLP first", _mlp_first("ln2", "ln1"), _MLP_FIRST_HINT),
+    Mistake("MLP first", _mlp_first("ln1", "ln2"), _MLP_FIRST_HINT),
     Mistake("norms swapped", _block_with(_SECOND, _FIRST),
             "ln1 and ln2 are swapped: ln1 belongs to attention and ln2 to the MLP (each has its own gain "
             "and bias)."),
