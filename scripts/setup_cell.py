@@ -31,38 +31,25 @@ HEADER = """\
 
 
 def kqv_setup(repository, tag):
-    """Import kqvlib; where it is missing, pip-install it from `repository` at `tag`.
-    If that fails, print what failed and what to run instead, and stop the notebook."""
-    import importlib.util, re, subprocess, sys
-
-    if importlib.util.find_spec("kqvlib"):
-        return
+    import importlib.util, subprocess, sys
     spec = f"kqvlib[notebooks] @ git+{repository}@{tag}"
-    print(f"Installing kqvlib {tag} from {repository} ...", flush=True)
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", spec],
-                         capture_output=True, text=True)
-    importlib.invalidate_caches()
-    if importlib.util.find_spec("kqvlib"):
-        return
-    said = re.sub(r"\x1b\[[0-9;]*m", "", pip.stderr + pip.stdout)  # without colours
-    said = [s.strip() for s in said.splitlines() if s.strip()]
-    why = [s for s in said if s.startswith(("fatal:", "ERROR:", "error: path"))]
-    why = (why or said[-1:] or ["pip ran, but kqvlib cannot be imported"])[:2]
-    print(f"\nKQV setup could not install kqvlib {tag} from {repository}:\n"
-          + "".join(f"    {s}\n" for s in why)
-          + "Run one of these, then this cell again:\n"
-          f'    in a cell here:   %pip install "{spec}"\n'
-          f'    in a terminal:    "{sys.executable}" -m pip install "{spec}"\n'
-          "    or run the book on your computer:\n"
-          f"      git clone --branch {tag} {repository} kqv && cd kqv && make lab\n"
-          "(Kaggle: first turn on Settings > Internet. If pip succeeds and this cell\n"
-          "still fails, restart the kernel; on Colab: Runtime > Restart session.)")
+    if importlib.util.find_spec("kqvlib") is None:
+        print(f"Installing kqvlib {tag} from {repository} ...", flush=True)
+        pip = [sys.executable, "-m", "pip", "install", "-q", "--no-color", spec]
+        pip = subprocess.run(pip, capture_output=True, text=True)
+        importlib.invalidate_caches()
+    if importlib.util.find_spec("kqvlib") is None:  # say what failed and what to run
+        said = [s.strip() for s in pip.stderr.splitlines()]
+        why = [s for s in said if s.startswith(("fatal:", "ERROR:"))][:2]
+        print(f"KQV setup could not install kqvlib {tag} from {repository}:", *why,
+              f'Run this in a cell, then this cell again:  %pip install "{spec}"',
+              f'or in a terminal:  "{sys.executable}" -m pip install "{spec}"',
+              f"or run the book locally: git clone --branch {tag} {repository} kqv && "
+              "cd kqv && make lab", sep="\n    ")
 
-    class KQVSetupError(ImportError):
-        def _render_traceback_(self):  # what IPython shows instead of a traceback
-            return [f"KQVSetupError: {self}"]
-
-    raise KQVSetupError("kqvlib is not installed; the message above says what to run.")
+        class KQVSetupError(ImportError):
+            _render_traceback_ = lambda self: [f"KQVSetupError: {self}"]  # one line
+        raise KQVSetupError("kqvlib is not installed (the message above says why)")
 
 
 def config(root: Path = ROOT) -> tuple[str, str]:
