@@ -28,7 +28,10 @@ def pick_device() -> torch.device:
 
 def cpu_has_bf16() -> bool:
     """True when this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX), so bf16 is faster,
-    not slower. Built in chapter 10."""
+    not slower. ``KQV_CPU_BF16=0`` in the environment makes it say False (to try the float32 path on a
+    CPU that has bf16, as ``benchmarks/bench.py --fp32`` does). Built in chapter 10."""
+    if os.environ.get("KQV_CPU_BF16", "").strip() == "0":
+        return False
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -119,3 +122,34 @@ def distributed(device: torch.device) -> tuple[int, int, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), world, device
+
+
+_RATES: dict[tuple[str, torch.dtype, int, int], float] = {}
+
+
+def matmul_rate(dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", n: int = 1024,
+                seconds: float = 0.3) -> float:
+    """This machine's matrix-multiply rate in FLOP/s: the best of five timings of (n, n) @ (n, n) in
+    ``dtype``, after a warm-up; about a second in all. Measured once per process (per device, dtype,
+    size and thread count) and then remembered. Built in chapter 10."""
+    import time
+
+    device = torch.device(device)
+    key = (str(device), dtype, n, torch.get_num_threads())
+    if key not in _RATES:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        iters = max(1, min(200, int(seconds / 5 / max(time.perf_counter() - t0, 1e-6))))  # ~seconds/5 each
+        rates = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                a @ b
+            sync()
+            rates.append(2 * n**3 * iters / (time.perf_counter() - t0))
+        _RATES[key] = max(rates)
+    return _RATES[key]

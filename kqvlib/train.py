@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from kqvlib._common import eval_mode, require
 from kqvlib.data import get_batch
+from kqvlib.optim import Muon
 from kqvlib.precision import autocast, autocast_dtype, distributed, maybe_compile, pick_device
 
 
@@ -81,8 +82,9 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
         torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=device.type in ("cuda", "cpu"))
     ]
     if use_muon:
-        opts.append(torch.optim.Muon([{"params": hidden, "peak_lr": cfg.muon_lr}], lr=cfg.muon_lr,
-                                     weight_decay=cfg.weight_decay, adjust_lr_fn="original"))
+        # kqvlib's Muon: torch.optim.Muon's updates, with Newton–Schulz in float32 where bf16 is slow.
+        opts.append(Muon([{"params": hidden, "peak_lr": cfg.muon_lr}], lr=cfg.muon_lr,
+                         weight_decay=cfg.weight_decay, adjust_lr_fn="original"))
     return opts
 
 
