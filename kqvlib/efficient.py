@@ -1,0 +1,206 @@
+"""The cost of attention, and making it cheaper (chapter 13).
+
+Exact attention without the (T, S) score matrix, and one approximation:
+    online_softmax       softmax in one pass over blocks: a running max m and a running sum l
+    tiled_attention      exact attention one (query block, key block) tile at a time (the FlashAttention
+                         idea), with a causal mask that skips the tiles wholly above the diagonal
+    draw_projection, positive_random_features, performer_attention
+                         Performer's random-feature approximation of softmax attention, cost O(T·m·d)
+    peak_allocated_bytes the peak bytes PyTorch allocates during one call (torch.profiler)
+    sdpa_ops             which aten kernels a call of F.scaled_dot_product_attention ran
+
+Shapes: q (..., T, d), k (..., S, d), v (..., S, d_v); ... is any batch and head axes.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+
+import torch
+
+from kqvlib._common import require, require_float
+
+__all__ = ["online_softmax", "tiled_attention", "draw_projection", "positive_random_features",
+           "performer_attention", "peak_allocated_bytes", "sdpa_ops"]
+
+
+def _check_qkv(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    for arg, t in (("q", q), ("k", k), ("v", v)):
+        require_float(name, arg, t)
+        require(t.dim() >= 2, lambda: f"{name}: {arg} must be (..., n, d), got {tuple(t.shape)}")
+    require(q.shape[-1] == k.shape[-1], lambda: (
+        f"{name}: q {tuple(q.shape)} and k {tuple(k.shape)} must share their last axis d"))
+    require(k.shape[-2] == v.shape[-2], lambda: (
+        f"{name}: k {tuple(k.shape)} and v {tuple(v.shape)} must have the same number of keys S"))
+
+
+def online_softmax(x: torch.Tensor, dim: int = -1, block_size: int = 16) -> torch.Tensor:
+    """Softmax along ``dim`` whose normaliser is found in ONE pass over blocks of ``block_size``
+    entries, keeping a running max m and a running sum l = Σ exp(x − m) (Milakov & Gimelshein 2018).
+    A second pass writes exp(x − m) / l. Built in chapter 13.
+
+    x: (..., n, ...) → same shape; equals torch.softmax(x, dim).
+    """
+    require_float("online_softmax", "x", x)
+    require(block_size >= 1, lambda: f"online_softmax: block_size must be ≥ 1, got {block_size}")
+    xt = x.movedim(dim, -1)  # (..., n): the softmax axis last
+    m = torch.full(xt.shape[:-1], -math.inf, dtype=x.dtype, device=x.device)  # (...,)
+    l = torch.zeros_like(m)  # (...,)
+    for j in range(0, xt.shape[-1], block_size):
+        blk = xt[..., j:j + block_size]  # (..., b)
+        m_new = torch.maximum(m, blk.amax(dim=-1))  # (...,)
+        # the old sum was taken relative to m: rescale it to m_new, then add the new block
+        l = l * torch.exp(m - m_new) + torch.exp(blk - m_new[..., None]).sum(dim=-1)
+        m = m_new
+    out = torch.exp(xt - m[..., None]) / l[..., None]  # (..., n): the second pass
+    return out.movedim(-1, dim)
+
+
+def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
+                    block_size: int = 64) -> torch.Tensor:
+    """Exact softmax(q kᵀ/√d) v, one (block_size × block_size) tile of scores at a time: for each
+    query block, a running max m, running sum l and running output acc over the key blocks, each
+    rescaled by exp(m_old − m_new) when the max grows (Rabe & Staats 2021; Dao et al. 2022). Never
+    holds more than one tile of scores. ``causal``: query t sees keys s ≤ t (needs T = S); the key
+    blocks wholly above the diagonal are skipped, not computed and masked. Built in chapter 13.
+
+    q: (..., T, d)   k: (..., S, d)   v: (..., S, d_v)   →   (..., T, d_v)
+    """
+    _check_qkv("tiled_attention", q, k, v)
+    require(block_size >= 1, lambda: f"tiled_attention: block_size must be ≥ 1, got {block_size}")
+    T, S = q.shape[-2], k.shape[-2]
+    require(not causal or T == S, lambda: (
+        f"tiled_attention: causal needs as many queries as keys, got q {tuple(q.shape)}, k {tuple(k.shape)}"))
+    lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    out = q.new_empty(*lead, T, v.shape[-1])  # (..., T, d_v)
+    for i0 in range(0, T, block_size):
+        qi = q[..., i0:i0 + block_size, :] / math.sqrt(q.shape[-1])  # (..., bq, d)
+        bq = qi.shape[-2]
+        m = q.new_full((*lead, bq, 1), -math.inf)  # (..., bq, 1): running max of each row
+        l = q.new_zeros((*lead, bq, 1))  # (..., bq, 1): running Σ exp(s − m)
+        acc = q.new_zeros((*lead, bq, v.shape[-1]))  # (..., bq, d_v): running Σ exp(s − m) v
+        stop = min(S, i0 + bq) if causal else S  # causal: key blocks from i0 + bq on are all future
+        for j0 in range(0, stop, block_size):
+            s = qi @ k[..., j0:j0 + block_size, :].mT  # (..., bq, bk): one tile of scores
+            if causal and j0 + s.shape[-1] > i0 + 1:  # the tile crosses the diagonal
+                rows = torch.arange(i0, i0 + bq, device=q.device)[:, None]  # (bq, 1)
+                cols = torch.arange(j0, j0 + s.shape[-1], device=q.device)[None, :]  # (1, bk)
+                s = s.masked_fill(cols > rows, -math.inf)
+            m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))  # (..., bq, 1)
+            alpha = torch.exp(m - m_new)  # (..., bq, 1): 0 on the first block (m = −inf)
+            p = torch.exp(s - m_new)  # (..., bq, bk)
+            l = alpha * l + p.sum(dim=-1, keepdim=True)
+            acc = alpha * acc + p @ v[..., j0:j0 + block_size, :]  # (..., bq, d_v)
+            m = m_new
+        out[..., i0:i0 + bq, :] = acc / l  # divide once, after the last key block
+    return out
+
+
+def draw_projection(num_features: int, d: int, *, orthogonal: bool = True,
+                    generator: torch.Generator | None = None,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The (num_features, d) random directions w_i ~ N(0, I_d) of Performer's features; with
+    ``orthogonal`` they are made orthogonal in blocks of d and given Gaussian lengths, which lowers
+    the variance (Choromanski et al. 2020). Built in chapter 13.
+
+    → (num_features, d)
+    """
+    require(num_features >= 1 and d >= 1, lambda: f"draw_projection: need m, d ≥ 1, got {num_features}, {d}")
+    if not orthogonal:
+        return torch.randn(num_features, d, generator=generator, dtype=dtype)
+    blocks = []
+    for _ in range(math.ceil(num_features / d)):
+        g = torch.randn(d, d, generator=generator, dtype=torch.float64)  # (d, d)
+        blocks.append(torch.linalg.qr(g).Q.T)  # (d, d): orthonormal rows
+    w = torch.cat(blocks)[:num_features]  # (m, d)
+    lengths = torch.randn(num_features, d, generator=generator, dtype=torch.float64).norm(dim=-1)  # (m,)
+    return (w * lengths[:, None]).to(dtype)  # (m, d): each row as long as a Gaussian vector
+
+
+def positive_random_features(x: torch.Tensor, w: torch.Tensor, *, stabilise_over: tuple | None = (-1,)
+                             ) -> torch.Tensor:
+    """φ(x) = exp(w·x − |x|²/2 − c) / √m, so that E[φ(q)·φ(k)] = exp(q·k − c_q − c_k). The
+    constant c is the max of the exponent over the axes ``stabilise_over`` (None: c = 0; it cancels in attention's
+    normalisation, and keeps exp from overflowing). Built in chapter 13.
+
+    x: (..., n, d)   w: (m, d)   →   (..., n, m), all entries > 0
+    """
+    require(x.shape[-1] == w.shape[-1], lambda: (
+        f"positive_random_features: x {tuple(x.shape)} and w {tuple(w.shape)} must share their last axis d"))
+    e = x @ w.mT - (x * x).sum(dim=-1, keepdim=True) / 2  # (..., n, m)
+    if stabilise_over is not None:  # None: no constant (exp may overflow)
+        e = e - e.amax(dim=stabilise_over, keepdim=True).detach()
+    return torch.exp(e) / math.sqrt(w.shape[0])
+
+
+def performer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *,
+                        causal: bool = False) -> torch.Tensor:
+    """Performer (FAVOR+) attention: softmax(q kᵀ/√d) v approximated as φ(q) (φ(k)ᵀ v) / φ(q) Σ φ(k),
+    with q, k scaled by d^(−1/4) and m = w.shape[0] random features: cost O(T·m·d), no (T, S)
+    matrix. ``causal`` uses running sums over the keys (T = S; memory O(T·m·d_v)). Built in
+    chapter 13.
+
+    q: (..., T, d)   k: (..., S, d)   v: (..., S, d_v)   w: (m, d)   →   (..., T, d_v)
+    """
+    _check_qkv("performer_attention", q, k, v)
+    require(not causal or q.shape[-2] == k.shape[-2], lambda: (
+        f"performer_attention: causal needs T = S, got q {tuple(q.shape)}, k {tuple(k.shape)}"))
+    r = q.shape[-1] ** -0.25
+    fq = positive_random_features(q * r, w)  # (..., T, m): one constant per query row
+    fk = positive_random_features(k * r, w, stabilise_over=(-2, -1))  # (..., S, m): one for all keys
+    if not causal:
+        kv = fk.mT @ v  # (..., m, S) @ (..., S, d_v) → (..., m, d_v)
+        z = fk.sum(dim=-2)  # (..., m)
+        return (fq @ kv) / (fq @ z[..., None])  # (..., T, d_v) / (..., T, 1)
+    kv = (fk[..., :, None] * v[..., None, :]).cumsum(dim=-3)  # (..., T, m, d_v): Σ_{s≤t} φ(k_s) v_sᵀ
+    num = (fq[..., None, :] @ kv).squeeze(-2)  # (..., T, 1, m) @ (..., T, m, d_v) → (..., T, d_v)
+    den = (fq * fk.cumsum(dim=-2)).sum(dim=-1, keepdim=True)  # (..., T, 1)
+    return num / den
+
+
+@contextlib.contextmanager
+def _quiet_stderr():  # some builds' profilers write log lines straight to file descriptor 2
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_allocated_bytes(fn, *args, **kwargs) -> int:
+    """Run ``fn(*args, **kwargs)`` once and return the peak number of bytes that PyTorch's CPU
+    allocator held for NEW tensors during the call (the result included), read from torch.profiler's
+    memory events (allocations +, frees −, in time order). Library workspaces outside PyTorch's
+    allocator are not counted; tracemalloc would see none of it. Built in chapter 13.
+
+    → bytes (int)
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn(*args, **kwargs)
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    held = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        held += e.nbytes()
+        peak = max(peak, held)
+    return peak
+
+
+def sdpa_ops(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs) -> list[str]:
+    """The names of the attention kernels that ``F.scaled_dot_product_attention(q, k, v, **kwargs)``
+    ran, read from torch.profiler: e.g. ["aten::_scaled_dot_product_flash_attention_for_cpu"].
+    Built in chapter 13.
+
+    q: (..., T, d)   k: (..., S, d)   v: (..., S, d_v)   →   list of op names
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, **kwargs)
+    names = [e.name for e in prof.events()]
+    return sorted({n for n in names if "attention" in n and n != "aten::scaled_dot_product_attention"})
