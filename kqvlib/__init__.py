@@ -9,9 +9,13 @@ One module per idea, in the order of the book (a module imports only from module
     data        Tiny Shakespeare, the train/validation split, batches           chapter 9
     model       GPTConfig and a decoder-only GPT                                chapter 10
     precision   device choice and autocast                                      chapter 10
+    optim       Muon, Newton–Schulz in bf16 only where bf16 is native           chapter 10
     train       the training loop, loss estimates, checkpoints                  chapter 10
     recipes     model + training configurations measured in the benchmarks     chapter 10
     generate    sampling and generation with a KV cache                         chapter 11
+    encdec      an encoder–decoder with cross-attention; toy seq2seq tasks      chapter 12
+    efficient   online softmax, tiled exact attention, Performer attention      chapter 13
+    interpret   capturing attention, head scores, switching heads off           chapter 14
 Tools used throughout: seed (seed_everything), plot (attention heatmaps, a precomputed bar-chart slider),
 checks (the exercise-checker mechanism; the checkers themselves are in kqvlib.exercises).
 """
@@ -35,7 +39,7 @@ from kqvlib.seed import seed_everything
 from kqvlib.tokenizers import BPETokenizer, CharTokenizer
 from kqvlib.train import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     # attention (chapters 1–5)

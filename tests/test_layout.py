@@ -19,8 +19,8 @@ PKG = ROOT / "kqvlib"
 EXERCISES = PKG / "exercises"
 
 TOOLS = ["_common", "seed", "plot", "checks"]
-IDEAS = ["attention", "multihead", "positions", "block", "tokenizers", "data", "model", "precision", "train",
-         "recipes", "generate"]
+IDEAS = ["attention", "multihead", "positions", "block", "tokenizers", "data", "model", "precision", "optim",
+         "train", "recipes", "generate", "encdec", "efficient", "interpret"]
 ORDER = TOOLS + IDEAS
 MAX_LINES = 300
 
