@@ -1,10 +1,21 @@
 """KQV's benchmarks, in one process.
 
-    python benchmarks/bench.py            # all four, then write benchmarks/results.{json,md}
-    python benchmarks/bench.py race step  # some of them (race, step, generate, utilisation)
+    python benchmarks/bench.py               # all six, then write benchmarks/results.{json,md}
+    python benchmarks/bench.py race step     # some of them (scaling, race, muon, step, generate,
+                                             # utilisation)
+    python benchmarks/bench.py --fp32 scaling race muon   # as on a CPU without native bf16
 
+--fp32 makes kqvlib believe the CPU has no native bf16 (KQV_CPU_BF16=0): training runs in float32 and
+Muon's Newton–Schulz too, so one machine can measure both paths. scaling, race and muon keep one result
+per number format ("bf16" where the CPU has it natively and --fp32 is not given, else "fp32").
+
+0. scaling      the scaling study behind kqvlib's CPU recipe: each candidate model size
+                (kqvlib.recipes.CANDIDATES) trained for several compute budgets (seconds × matmul rate),
+                scored on the whole validation split. Its table goes into kqvlib.recipes.SCALING_STUDY.
 1. race         nanoGPT's CPU recipe for 2000 steps (its training time is T) against kqvlib's CPU
                 recipe for the same T; both scored on the entire validation split.
+1b. muon        one training step of the recipe's model with AdamW against Muon (Newton–Schulz in
+                this format), and against torch.optim.Muon (Newton–Schulz always in bf16).
 2. step         one training step (forward, backward, AdamW) of kqvlib's GPT against the same model
                 built from torch.nn.TransformerEncoderLayer, at the CPU and the GPU configurations.
 3. generate     500 new tokens with the KV cache against without it (the same tokens under a seed).
@@ -19,8 +30,10 @@ import argparse
 import gc
 import json
 import math
+import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -31,10 +44,13 @@ import torch.nn.functional as F
 
 from kqvlib import GPT, GPTConfig, load_dataset, seed_everything
 from kqvlib.attention import causal_mask
-from kqvlib.recipes import cpu_recipe, reference_recipe
+from kqvlib.recipes import CANDIDATES, Candidate, choose, cpu_recipe, reference_recipe, train_flops_per_token
 from kqvlib.generate import generate
-from kqvlib.precision import autocast, autocast_dtype
-from kqvlib.train import evaluate, train
+from kqvlib.precision import autocast, autocast_dtype, cpu_has_bf16, matmul_rate as _matmul_rate
+from kqvlib.train import evaluate, make_optimizers, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import write_markdown  # noqa: E402 — benchmarks/report.py: results.json → results.md, the figure
 
 HERE = Path(__file__).resolve().parent
 GPU_CONFIG = dict(n_layer=6, n_head=6, n_embd=384, block_size=256)  # nanoGPT's Shakespeare-char GPU model
@@ -45,6 +61,122 @@ def log(msg: str) -> None:
 
 
 # --- 1. recipe race ----------------------------------------------------------------------------
+
+def mode() -> str:
+    """The number format the CPU recipe trains in here: "bf16" where the CPU multiplies it natively.
+    With oneDNN limited to AVX2 kernels (ONEDNN_MAX_CPU_ISA=AVX2, as a CPU without AVX-512 has), "fp32-avx2"."""
+    avx2 = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2"
+    return "bf16" if cpu_has_bf16() else "fp32-avx2" if avx2 else "fp32"
+
+
+def _train_step(model: GPT, opts: list, x: torch.Tensor, device: torch.device, cpu_bf16: bool) -> float:
+    """Seconds for one training step (forward, backward, every optimizer)."""
+    t0 = time.perf_counter()
+    with autocast(device, cpu_bf16):
+        _, loss = model(x, x)
+    loss.backward()
+    for opt in opts:
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+# --- 0. scaling study ------------------------------------------------------------------------------
+
+# Compute budgets (FLOP = seconds × this machine's matmul rate in the format) per number format: on this
+# 2-core machine about 10, 30 and 90 s of training each; they span the budgets of a laptop's minute or two.
+STUDY_BUDGETS = {"bf16": (12e12, 36e12, 108e12), "fp32": (3e12, 9e12, 27e12, 81e12)}
+
+
+def utilisations(device: torch.device, cands=CANDIDATES, rounds: int = 8) -> tuple[float, dict[str, float]]:
+    """(matmul rate, {candidate: utilisation}) where utilisation = the candidate's training FLOP/s ÷ the
+    matmul rate. Measured round-robin — a burst of 1024³ products, then one training step of each
+    candidate — and each ratio taken within its round, so a machine whose speed drifts (or is shared)
+    still gives the ratios a quiet one would. The first two rounds only warm up."""
+    dtype = torch.bfloat16 if mode() == "bf16" else torch.float32
+    a, b = torch.randn(1024, 1024, device=device).to(dtype), torch.randn(1024, 1024, device=device).to(dtype)
+    runs = {}
+    for cand in cands:
+        _, tcfg = cpu_recipe(seconds=60, candidate=cand)
+        torch.manual_seed(0)
+        model = GPT(cand.model()).to(device)
+        x = torch.randint(0, 65, (cand.batch_size, cand.block_size), generator=torch.Generator().manual_seed(0))
+        runs[cand.name] = (model, make_optimizers(model, tcfg, device), x.to(device), cand.flops_per_step())
+    rates, ratios = [], {k: [] for k in runs}
+    for r in range(rounds + 2):
+        t0 = time.perf_counter()
+        for _ in range(20):
+            a @ b
+        rate = 20 * 2 * 1024**3 / (time.perf_counter() - t0)
+        for k, (model, opts, x, flops) in runs.items():
+            t = _train_step(model, opts, x, device, True)
+            if r >= 2:
+                ratios[k].append(flops / t / rate)
+        if r >= 2:
+            rates.append(rate)
+    return statistics.median(rates), {k: statistics.median(v) for k, v in ratios.items()}
+
+
+TRAIN_THREADS: int | None = None  # --threads
+
+
+def scaling(device: torch.device, results: dict, previous: dict | None = None, only: list[str] | None = None) -> None:
+    """The study. Where the last study of this format (``previous``) already has a run, it is kept: a
+    later call runs only what it lacks (a new candidate, a new budget), with ``only`` limiting it to
+    some candidates. A candidate's utilisation, which sets its steps, is measured once, when it is new."""
+    tok, train_ids, val_ids = load_dataset()
+    m = mode()
+    budgets = list(STUDY_BUDGETS[m.split("-")[0]])
+    previous = previous or {"candidates": {}}
+    old = {name: dict(zip(row["budgets"] if "budgets" in row else previous["budgets"],
+                          zip(row["steps"], row["loss"], row["seconds"])))
+           for name, row in previous["candidates"].items()}
+    cands = [c for c in CANDIDATES if (not only or c.name in only)
+             and any(b not in old.get(c.name, {}) for b in budgets)]
+    new = [c for c in cands if c.name not in old]
+    rate, util = utilisations(device, new) if new else (previous["rate"], {})
+    util.update({c.name: previous["candidates"][c.name]["utilisation"] for c in cands if c.name in old})
+    util_threads = torch.get_num_threads()
+    if TRAIN_THREADS:  # the runs are fixed steps: any thread count gives the same losses, up to rounding
+        torch.set_num_threads(TRAIN_THREADS)
+    log(f"scaling study ({m}): budgets " + ", ".join(f"{b / 1e12:g}" for b in budgets) + " TFLOP; to run: "
+        + (", ".join(f"{c.name} (utilisation {util[c.name]:.2f})" for c in cands) or "nothing")
+        + (f"; matmul rate {rate / 1e9:.0f} GFLOP/s (measured beside the steps)" if new else ""))
+    study = {"mode": m, "rate": previous.get("rate", rate), "budgets": budgets,
+             "utilisation_threads": previous.get("utilisation_threads", util_threads),
+             "train_threads": previous.get("train_threads", torch.get_num_threads()),
+             "candidates": dict(previous["candidates"])}
+    for cand in cands:
+        runs = dict(old.get(cand.name, {}))  # a copy: old keeps what was there before
+        for budget in budgets:
+            if budget in runs:
+                continue
+            # Fixed steps (budget × utilisation ÷ FLOPs per step): the result does not depend on the clock.
+            steps = max(40, round(budget * util[cand.name] / cand.flops_per_step()))
+            mcfg, tcfg = cpu_recipe(tok.vocab_size, seconds=60, candidate=cand)
+            tcfg = replace(tcfg, time_budget=None, max_steps=steps, progress=False)
+            seed_everything(0)
+            model = GPT(mcfg)
+            h = train(model, train_ids, val_ids, tcfg, device=device)
+            runs[budget] = (steps, evaluate(model, val_ids), h["seconds"][-1])
+            log(f"  {cand.name:7s} {budget / 1e12:5.0f} TFLOP: {steps:5d} steps in {runs[budget][2]:5.1f} s, "
+                f"validation loss {runs[budget][1]:.4f}")
+            gc.collect()
+        row = {**previous["candidates"].get(cand.name, {}), "utilisation": util[cand.name]}
+        if cand.name not in old and previous["candidates"]:
+            row["rate"] = rate  # measured in this later run
+        done = [b for b in budgets if b in runs]
+        row.update(budgets=done, steps=[runs[b][0] for b in done], loss=[runs[b][1] for b in done],
+                   seconds=[runs[b][2] for b in done])
+        if len(done) > len(old.get(cand.name, {})) and old.get(cand.name):
+            row["later_runs_threads"] = torch.get_num_threads()  # the runs this call added
+        study["candidates"][cand.name] = row
+    order = [c.name for c in CANDIDATES]
+    study["candidates"] = dict(sorted(study["candidates"].items(), key=lambda kv: order.index(kv[0])))
+    results[f"scaling:{m}"] = study
+
 
 def race(device: torch.device, results: dict) -> dict:
     tok, train_ids, val_ids = load_dataset()
@@ -60,7 +192,9 @@ def race(device: torch.device, results: dict) -> dict:
     log(f"reference: trained {h_ref['step'][-1]} steps in T = {T:.1f} s; full validation loss {ref_val:.4f}")
 
     gc.collect()  # start the second run from a tidy heap
-    our_model_cfg, our_train_cfg = cpu_recipe(tok.vocab_size, seconds=T)
+    choice = choose(T)
+    log(f"kqvlib recipe chose: {choice}")
+    our_model_cfg, our_train_cfg = cpu_recipe(tok.vocab_size, seconds=T, candidate=choice.candidate)
     seed_everything(0)
     ours = GPT(our_model_cfg)
     log(f"kqvlib recipe: {ours.num_params():,} parameters, {T:.1f} s …")
@@ -69,14 +203,46 @@ def race(device: torch.device, results: dict) -> dict:
     log(f"kqvlib recipe: trained {h_ours['step'][-1]} steps in {h_ours['seconds'][-1]:.1f} s; "
         f"full validation loss {our_val:.4f}")
 
-    results["race"] = {
-        "T_seconds": T,
+    results[f"race:{mode()}"] = {
+        "T_seconds": T, "choice": str(choice), "candidate": choice.candidate.name,
         "reference": {"val_loss": ref_val, "steps": h_ref["step"][-1], "seconds": T,
                       "model": asdict(ref_model_cfg), "train": asdict(ref_train_cfg)},
         "kqvlib": {"val_loss": our_val, "steps": h_ours["step"][-1], "seconds": h_ours["seconds"][-1],
                    "model": asdict(our_model_cfg), "train": asdict(our_train_cfg)},
     }
     return {"model": ours, "tokenizer": tok}
+
+
+# --- 1b. Muon's step time against AdamW's ----------------------------------------------------------
+
+def muon_step(device: torch.device, results: dict, steps: int = 20) -> None:
+    """One training step of the recipe's "medium" model: AdamW for everything, kqvlib's Muon (+ AdamW for
+    the rest), and torch.optim.Muon (+ AdamW), interleaved so drifts in the machine's speed hit all."""
+    cand = next(c for c in CANDIDATES if c.name == "medium")
+    _, tcfg = cpu_recipe(seconds=60, candidate=cand)
+    x = torch.randint(0, 65, (cand.batch_size, cand.block_size), generator=torch.Generator().manual_seed(0))
+    runs = {}
+    for name in ("adamw", "muon", "torch_muon"):
+        torch.manual_seed(0)
+        model = GPT(cand.model()).to(device)
+        opts = make_optimizers(model, replace(tcfg, optimizer="adamw" if name == "adamw" else "muon"), device)
+        if name == "torch_muon":  # the same parameters, PyTorch's Muon (Newton–Schulz in bf16 always)
+            hidden = opts[1].param_groups[0]["params"]
+            opts[1] = torch.optim.Muon(hidden, lr=tcfg.muon_lr, weight_decay=0.1, adjust_lr_fn="original")
+        runs[name] = (model, opts)
+    times = {k: [] for k in runs}
+    for i in range(steps + 2):
+        for k, (model, opts) in runs.items():
+            t = _train_step(model, opts, x.to(device), device, tcfg.cpu_bf16)
+            if i >= 2:  # the first steps pay for allocations
+                times[k].append(t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    out = {"mode": mode(), "model": cand.name, **{f"{k}_ms": 1000 * v for k, v in med.items()},
+           "muon_over_adamw": med["muon"] / med["adamw"], "torch_muon_over_adamw": med["torch_muon"] / med["adamw"]}
+    log(f"muon step ({mode()}): AdamW {out['adamw_ms']:.1f} ms, kqvlib Muon {out['muon_ms']:.1f} ms "
+        f"(×{out['muon_over_adamw']:.3f}), torch.optim.Muon {out['torch_muon_ms']:.1f} ms "
+        f"(×{out['torch_muon_over_adamw']:.3f})")
+    results[f"muon:{mode()}"] = out
 
 
 # --- 2. step time against PyTorch's own layers ---------------------------------------------------
@@ -153,7 +319,7 @@ def step_time(device: torch.device, results: dict, warmup: int = 3) -> None:
 def generate_bench(device: torch.device, results: dict, model: GPT | None = None, new_tokens: int = 500,
                    repeats: int = 3) -> None:
     if model is None:
-        cfg, _ = cpu_recipe()
+        cfg, _ = cpu_recipe(candidate=next(c for c in CANDIDATES if c.name == "medium"))
         seed_everything(0)
         model = GPT(cfg)
         trained = False
@@ -195,15 +361,6 @@ def generate_bench(device: torch.device, results: dict, model: GPT | None = None
 
 # --- 4. utilisation ----------------------------------------------------------------------------
 
-def train_flops_per_token(cfg: GPTConfig) -> float:
-    """Training FLOPs per token: 6 per matmul weight (forward 2, backward 4) plus attention's
-    12·L·C·T (QKᵀ and AV, counted in full as in PaLM's MFU, Chowdhery et al. 2022, app. B).
-    The LM head counts as a matmul; embedding lookups and norms are not counted."""
-    C, L, T, V = cfg.n_embd, cfg.n_layer, cfg.block_size, cfg.vocab_size
-    matmul_weights = L * (3 * C * C + C * C + 8 * C * C) + C * V  # qkv, out_proj, MLP, head
-    return 6 * matmul_weights + 12 * L * C * T
-
-
 def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 1024, iters: int = 30) -> float:
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
@@ -226,7 +383,7 @@ def utilisation(device: torch.device, results: dict, steps: int = 20) -> None:
     bf16 = matmul_rate(device, torch.bfloat16)
     log(f"matmul rate (1024³): fp32 {fp32 / 1e9:.0f} GFLOP/s, bf16 {bf16 / 1e9:.0f} GFLOP/s")
     ref_m, ref_t = reference_recipe()
-    our_m, our_t = cpu_recipe()
+    our_m, our_t = cpu_recipe(candidate=next(c for c in CANDIDATES if c.name == "medium"))
     for name, mcfg, tcfg in [("reference", ref_m, ref_t), ("kqvlib_recipe", our_m, our_t)]:
         torch.manual_seed(0)
         model = GPT(mcfg).to(device)
@@ -245,92 +402,57 @@ def utilisation(device: torch.device, results: dict, steps: int = 20) -> None:
     results["utilisation"] = {"fp32_matmul_gflops": fp32 / 1e9, "bf16_matmul_gflops": bf16 / 1e9, **out}
 
 
-# --- report ------------------------------------------------------------------------------------
-
-def write_markdown(results: dict, path: Path) -> None:
-    r = results
-    lines = [f"*Measured {r['date']} on {r['machine']} ({r['threads']} threads), torch {r['torch']}, "
-             f"device {r['device']}; `python benchmarks/bench.py` wrote this table.*", ""]
-    older = {k: d for k, d in r.get("measured", {}).items() if d != r["date"]}
-    if older:
-        lines += ["*Kept from an earlier run (only some benchmarks were run on " + r["date"] + "): "
-                  + ", ".join(f"{k} ({d})" for k, d in older.items()) + ".*", ""]
-    if "race" in r:
-        ra = r["race"]
-        m = ra["kqvlib"]["model"]
-        t = ra["kqvlib"]["train"]
-        lines += ["### Recipe race", "",
-                  "| recipe | steps | training time | validation loss (whole split) |", "|---|---|---|---|",
-                  f"| reference (nanoGPT CPU recipe) | {ra['reference']['steps']} | {ra['T_seconds']:.1f} s | "
-                  f"{ra['reference']['val_loss']:.4f} |",
-                  f"| kqvlib CPU recipe | {ra['kqvlib']['steps']} | {ra['kqvlib']['seconds']:.1f} s | "
-                  f"{ra['kqvlib']['val_loss']:.4f} |", "",
-                  f"kqvlib's recipe: {m['n_layer']} layers, {m['n_head']} heads, width {m['n_embd']}, context "
-                  f"{m['block_size']}, {m['pos_emb']} positions, {m['norm']}, batch {t['batch_size']}, "
-                  f"{t['optimizer']} (AdamW lr {t['lr']:g}"
-                  + (f", Muon lr {t['muon_lr']:g}" if t["optimizer"] == "muon" else "")
-                  + f"), {'bf16 autocast' if t['cpu_bf16'] else 'float32'}, cosine schedule over the time budget.", ""]
-    if "step" in r:
-        lines += ["### Step time: kqvlib's GPT vs `nn.TransformerEncoderLayer`", "",
-                  "| configuration | batch | kqvlib | PyTorch stock | ratio |", "|---|---|---|---|---|"]
-        for name, s in r["step"].items():
-            c = s["config"]
-            lines.append(f"| {c['n_layer']} layers, width {c['n_embd']}, context {c['block_size']} | {s['batch']} | "
-                         f"{s['kqvlib_ms']:.1f} ms | {s['stock_ms']:.1f} ms | {s['ratio']:.3f} |")
-        lines.append("")
-    if "generate" in r:
-        gen = r["generate"]
-        lines += ["### Generation with a KV cache", "",
-                  f"{gen['new_tokens']} new tokens (context {gen['block_size']}): {gen['cache_s']:.2f} s with the "
-                  f"cache, {gen['no_cache_s']:.2f} s without — **{gen['speedup']:.1f}×**; identical tokens: "
-                  f"{gen['identical_tokens']}. (Both paths on {gen.get('threads', r['threads'])} thread(s), "
-                  f"measured {r.get('measured', {}).get('generate', r['date'])}.)", ""]
-    if "utilisation" in r:
-        u = r["utilisation"]
-        lines += ["### Utilisation", "",
-                  f"Measured matmul rate (1024×1024): fp32 {u['fp32_matmul_gflops']:.0f} GFLOP/s, "
-                  f"bf16 {u['bf16_matmul_gflops']:.0f} GFLOP/s.", "",
-                  "| model | FLOPs / step | step time | achieved | of fp32 matmul rate |", "|---|---|---|---|---|"]
-        for name in ("reference", "kqvlib_recipe"):
-            x = u[name]
-            lines.append(f"| {name.replace('_', ' ')} | {x['flops_per_step'] / 1e9:.2f} G | {x['step_ms']:.1f} ms | "
-                         f"{x['achieved_gflops']:.0f} GFLOP/s | {100 * x['of_fp32_matmul']:.0f}%"
-                         + (f" ({100 * x['of_bf16_matmul']:.0f}% of bf16)" if x["bf16"] else "") + " |")
-        lines.append("")
-    path.write_text("\n".join(lines))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", nargs="*", help="race, step, generate, utilisation (default: all four)")
+    parser.add_argument("which", nargs="*", help="scaling, race, muon, step, generate, utilisation (default: all)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's, the cores); for scaling, only its training runs: "
+                             "the utilisation that sets their steps is measured with all cores, as the recipe runs")
+    parser.add_argument("--candidates", default=None, type=lambda s: s.split(","),
+                        help="scaling: only these candidates (comma-separated), added to the last study of "
+                             "this format")
+    parser.add_argument("--fp32", action="store_true", help="pretend the CPU has no native bf16 (KQV_CPU_BF16=0)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
     parser.add_argument("--out", default=str(HERE / "results"), help="where to write .json and .md")
     args = parser.parse_args()
-    known = ["race", "step", "generate", "utilisation"]
+    known = ["scaling", "race", "muon", "step", "generate", "utilisation"]
     args.which = args.which or known
+    if args.fp32:
+        os.environ["KQV_CPU_BF16"] = "0"
     unknown = set(args.which) - set(known)
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {known}")
     device = torch.device(args.device)
+    global TRAIN_THREADS
+    TRAIN_THREADS = args.threads
+    if args.threads and "scaling" not in args.which:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     # A run of some of the benchmarks keeps the others' last results (each section records its own date).
     previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").is_file() else {}
-    kept = [k for k in known if k in previous and k not in args.which]
+    per_mode = {"scaling", "race", "muon"}
+    ran = [f"{k}:{mode()}" if k in per_mode else k for k in args.which]
+    kept = [k for k in previous if k.split(":")[0] in known and k not in ran]
     results = {**{k: previous[k] for k in kept}, "measured": {k: previous.get("measured", {}).get(k, previous.get("date"))
                                                             for k in kept},
                "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(device)}
     t0 = time.perf_counter()
     trained = {}
+    if "scaling" in args.which:
+        scaling(device, results, previous.get(f"scaling:{mode()}"), args.candidates)
     if "race" in args.which:
         trained = race(device, results)
+    if "muon" in args.which:
+        muon_step(device, results)
     if "step" in args.which:
         step_time(device, results)
     if "generate" in args.which:
-        generate_bench(device, results, trained.get("model"))
+        model = trained.get("model")  # the race's model, if its context holds the 501 tokens
+        generate_bench(device, results, model if model is not None and model.config.block_size > 500 else None)
     if "utilisation" in args.which:
         utilisation(device, results)
-    results["measured"].update({k: results["date"] for k in args.which})
+    results["measured"].update({k: results["date"] for k in ran})
     results["total_seconds"] = time.perf_counter() - t0
     out.with_suffix(".json").write_text(json.dumps(results, indent=2))
     write_markdown(results, out.with_suffix(".md"))

@@ -6,7 +6,7 @@ nearest semi-orthogonal matrix, computed with five steps of a Newton–Schulz it
 multiply bf16 natively (AVX512-BF16, AMX), and about a hundred times slower than float32 on CPUs that
 do not (most laptops with AVX2 only), where it made a training step several times slower.
 
-This module's :class:`Muon` is the same algorithm — it gives exactly ``torch.optim.Muon``'s updates
+This module's :class:`Muon` is the same algorithm — it gives ``torch.optim.Muon``'s updates
 when its iteration runs in bf16 — with the iteration's number format chosen per device by
 :func:`ns_dtype`: bf16 where bf16 is native, float32 elsewhere.
 
@@ -43,22 +43,24 @@ def newton_schulz(g: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bf
     """An approximately semi-orthogonal matrix with ``g``'s singular vectors: g = U S Vᵀ → about U Vᵀ
     (singular values land near 1, roughly in 0.7–1.2, which is all Muon needs). Built in chapter 10.
 
-    g: (m, n) → (m, n) in ``dtype``. Five steps of X ← aX + (bA + cA²)X with A = XXᵀ, after scaling
-    X = g/‖g‖ so every singular value starts in (0, 1]. The iteration works on the wide orientation
-    (m ≤ n), so XXᵀ is the smaller Gram matrix.
+    g: (m, n) → (m, n) in ``dtype``, or a stack (k, m, n) → (k, m, n), each matrix on its own. Five steps
+    of X ← aX + (bA + cA²)X with A = XXᵀ, after scaling X = g/‖g‖ so every singular value starts in
+    (0, 1]. The iteration works on the wide orientation (m ≤ n), so XXᵀ is the smaller Gram matrix.
     """
-    require(g.dim() == 2, lambda: f"newton_schulz: g must be a matrix (m, n), got shape {tuple(g.shape)}")
+    require(g.dim() in (2, 3), lambda: f"newton_schulz: g must be a matrix (m, n) or a stack (k, m, n), "
+                                       f"got shape {tuple(g.shape)}")
     a, b, c = NS_COEFFICIENTS
     x = g.to(dtype)
-    tall = g.size(0) > g.size(1)
+    tall = g.size(-2) > g.size(-1)
     if tall:
-        x = x.T  # (n, m): wide
-    x = x / x.norm().clamp(min=eps)
+        x = x.mT  # (..., n, m): wide
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
+    addmm = torch.addmm if x.dim() == 2 else torch.baddbmm
     for _ in range(steps):
-        gram = x @ x.T  # (m, m)
-        poly = torch.addmm(gram, gram, gram, beta=b, alpha=c)  # b·A + c·A²
-        x = torch.addmm(x, poly, x, beta=a)  # a·X + (b·A + c·A²)·X
-    return x.T if tall else x
+        gram = x @ x.mT  # (..., m, m)
+        poly = addmm(gram, gram, gram, beta=b, alpha=c)  # b·A + c·A²
+        x = addmm(x, poly, x, beta=a)  # a·X + (b·A + c·A²)·X
+    return x.mT if tall else x
 
 
 class Muon(torch.optim.Optimizer):
@@ -70,7 +72,9 @@ class Muon(torch.optim.Optimizer):
         W ← (1 − lr·λ)W − lr·√max(1, rows/cols)·O
 
     Only for 2-D parameters (the blocks' matrices); give embeddings, biases and norms to AdamW. With
-    bf16 Newton–Schulz its updates are exactly ``torch.optim.Muon``'s (``adjust_lr_fn="original"``).
+    bf16 Newton–Schulz its updates are ``torch.optim.Muon``'s (``adjust_lr_fn="original"``): exactly so
+    where each matrix has its own shape; matrices of one shape go through the iteration as one stack,
+    which saves most of a small model's optimizer time and changes the numbers by rounding at most.
     """
 
     def __init__(self, params, lr: float = 0.02, weight_decay: float = 0.1, momentum: float = 0.95,
@@ -95,6 +99,9 @@ class Muon(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]
+            # Matrices of one shape are orthogonalised together, as one stack: a step of a small model
+            # is otherwise mostly the overhead of many tiny matrix products.
+            same_shape: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -104,8 +111,15 @@ class Muon(torch.optim.Optimizer):
                 buf = state["momentum_buffer"]
                 buf.lerp_(p.grad, 1 - mu)
                 update = p.grad.lerp(buf, mu) if group["nesterov"] else buf
-                dtype = group["ns_dtype"] or ns_dtype(p.device)
-                update = newton_schulz(update, group["ns_steps"], dtype)
-                p.mul_(1 - lr * wd)
-                p.add_(update, alpha=-lr * math.sqrt(max(1.0, p.size(0) / p.size(1))))
+                same_shape.setdefault((tuple(p.shape), p.device), []).append((p, update))
+            for (shape, device), items in same_shape.items():
+                dtype = group["ns_dtype"] or ns_dtype(device)
+                if len(items) == 1:
+                    orthogonal = [newton_schulz(items[0][1], group["ns_steps"], dtype)]
+                else:
+                    orthogonal = newton_schulz(torch.stack([u for _, u in items]), group["ns_steps"], dtype)
+                scale = -lr * math.sqrt(max(1.0, shape[0] / shape[1]))
+                for (p, _), o in zip(items, orthogonal):
+                    p.mul_(1 - lr * wd)
+                    p.add_(o, alpha=scale)
         return loss

@@ -50,6 +50,26 @@ def test_with_bf16_newton_schulz_it_is_exactly_torch_optim_muon():
             assert torch.equal(p, q), f"step {step}: max difference {(p - q).abs().max():.3g}"
 
 
+def test_same_shaped_matrices_are_orthogonalised_as_one_stack_with_the_same_result():
+    torch.manual_seed(1)
+    shapes = [(64, 64)] * 3 + [(128, 32)] * 2 + [(32, 128)]
+    w1 = [torch.nn.Parameter(torch.randn(*s)) for s in shapes]
+    w2 = [torch.nn.Parameter(p.detach().clone()) for p in w1]
+    ours = Muon(w1, ns_dtype=torch.bfloat16)
+    theirs = torch.optim.Muon(w2, lr=0.02, weight_decay=0.1, adjust_lr_fn="original")
+    for _ in range(3):
+        for p, q in zip(w1, w2):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        ours.step()
+        theirs.step()
+    for p, q in zip(w1, w2):  # bf16 matrix products give the same numbers one by one or stacked
+        assert torch.allclose(p, q, atol=1e-6), (p - q).abs().max()
+    stack = torch.randn(3, 48, 16)
+    each = torch.stack([newton_schulz(m, dtype=torch.float32) for m in stack])
+    assert torch.allclose(newton_schulz(stack, dtype=torch.float32), each, atol=1e-5)
+
+
 def test_float32_muon_trains_like_bf16_muon():
     torch.manual_seed(0)
     target = torch.randn(32, 32)
@@ -85,8 +105,8 @@ def test_muon_refuses_what_it_cannot_do():
         Muon([torch.nn.Parameter(torch.zeros(5))])
     with pytest.raises(ValueError, match="adjust_lr_fn"):
         Muon([torch.nn.Parameter(torch.zeros(2, 2))], adjust_lr_fn="match_rms_adamw")
-    with pytest.raises(ValueError, match=r"\(2, 3, 4\)"):
-        newton_schulz(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match=r"\(2, 2, 3, 4\)"):
+        newton_schulz(torch.zeros(2, 2, 3, 4))
 
 
 def test_the_training_loop_uses_kqvlibs_muon_for_the_blocks_matrices():

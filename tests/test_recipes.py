@@ -5,7 +5,12 @@ from pathlib import Path
 import torch
 
 from kqvlib import GPT
-from kqvlib.recipes import cpu_recipe, reference_recipe
+import json
+
+import pytest
+
+import kqvlib.recipes as recipes
+from kqvlib.recipes import CANDIDATES, SCALING_STUDY, choose, cpu_recipe, notebook_cpu_recipe, reference_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,13 +29,56 @@ def test_reference_recipe_is_nanogpts_cpu_recipe():
     assert m.pos_emb == "learned" and m.tie_weights and m.norm == "layernorm"
 
 
-def test_cpu_recipe_fits_500_generated_tokens_and_runs_on_time():
-    m, t = cpu_recipe(seconds=30)
+def test_the_notebooks_model_fits_500_generated_tokens():
+    m, t = notebook_cpu_recipe()
     assert m.block_size >= 501  # a 1-token prompt plus 500 new tokens stays inside the context
-    assert t.time_budget == 30
+    assert t.time_budget is None and t.optimizer == "adamw" and not t.cpu_bf16  # fixed steps, float32
     model = GPT(m)
     x = torch.randint(0, m.vocab_size, (1, 16))
     assert model(x)[0].shape == (1, 16, m.vocab_size)
+
+
+def test_cpu_recipe_trains_the_chosen_candidate_for_the_time_budget():
+    for cand in CANDIDATES:
+        m, t = cpu_recipe(seconds=30, candidate=cand)
+        assert (m.n_layer, m.n_embd, m.block_size, t.batch_size) == (cand.n_layer, cand.n_embd, cand.block_size,
+                                                                    cand.batch_size)
+        assert t.time_budget == 30 and t.optimizer == "muon" and t.cpu_bf16
+        assert m.n_embd // m.n_head == 64
+
+
+@pytest.mark.parametrize("mode", sorted(SCALING_STUDY))
+def test_a_faster_machine_gets_a_bigger_model_for_the_same_seconds(mode):
+    budgets = SCALING_STUDY[mode]["budgets"]
+    rates = [budgets[0] / 60 / 4 * 2 ** (i / 2) for i in range(30)]  # 60 s, from below to above the study
+    sizes = [choose(60, rate=r, mode=mode).candidate.flops_per_step() for r in rates]
+    assert sizes == sorted(sizes), "a faster machine never gets a smaller model"
+    assert sizes[-1] > sizes[0], "somewhere in the study's range a faster machine gets a bigger model"
+
+
+def test_the_choice_is_deterministic_for_a_measured_rate(monkeypatch):
+    monkeypatch.setattr(recipes, "matmul_rate", lambda *a, **k: pytest.fail("rate given: nothing to measure"))
+    for mode in SCALING_STUDY:
+        a, b = choose(90, rate=2e11, mode=mode), choose(90, rate=2e11, mode=mode)
+        assert a == b and a.budget == 90 * 2e11 and a.candidate.name in a.predicted
+        assert a.predicted[a.candidate.name] == min(a.predicted.values())
+        assert f"{a.candidate.name} (study's loss" in str(a)
+    monkeypatch.setattr(recipes, "matmul_rate", lambda *a, **k: 1e11)
+    monkeypatch.setattr(recipes, "cpu_has_bf16", lambda: False)
+    assert choose(60).mode == "fp32" and choose(60).rate == 1e11
+    with pytest.raises(ValueError, match="mode must be one of"):
+        choose(60, rate=1e11, mode="fp8")
+
+
+def test_the_recipes_study_table_is_the_benchmarks_last_study():
+    results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    for mode, table in SCALING_STUDY.items():
+        st = results[f"scaling:{mode}"]
+        assert list(table["budgets"]) == st["budgets"]
+        for c in CANDIDATES:
+            row = st["candidates"][c.name]
+            assert table["loss"][c.name] == tuple(round(x, 4) for x in row["loss"]), c.name
+            assert list(row.get("budgets", st["budgets"])) == st["budgets"][: len(row["loss"])], c.name
 
 
 def test_stock_model_matches_in_size_and_flop_count_counts_every_matmul():
@@ -43,3 +91,31 @@ def test_stock_model_matches_in_size_and_flop_count_counts_every_matmul():
     linear = sum(mod.weight.numel() for mod in ours.modules() if isinstance(mod, torch.nn.Linear))
     C, L, T = cfg.n_embd, cfg.n_layer, cfg.block_size
     assert bench.train_flops_per_token(cfg) == 6 * linear + 12 * L * C * T
+
+
+def test_notebook_model_trains_with_chapter_10s_threads_when_the_checkpoint_is_missing(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_train(model, train_ids, val_ids, cfg, device=None):
+        seen["threads"], seen["steps"] = torch.get_num_threads(), cfg.max_steps
+        raise KeyboardInterrupt  # stop here: the threads must still be put back
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(recipes, "train", fake_train)
+    with pytest.raises(KeyboardInterrupt):
+        recipes.notebook_model(65, torch.zeros(10, dtype=torch.long), torch.zeros(10, dtype=torch.long),
+                               checkpoint=str(tmp_path / "missing.pt"))
+    assert seen == {"threads": recipes.notebook_threads(), "steps": notebook_cpu_recipe()[1].max_steps}
+    assert torch.get_num_threads() == before
+
+
+def test_notebook_model_loads_chapter_10s_checkpoint(tmp_path):
+    from kqvlib.train import save_checkpoint
+
+    m, _ = notebook_cpu_recipe()
+    torch.manual_seed(3)
+    trained = GPT(m)
+    save_checkpoint(tmp_path / "gpt.pt", trained, None, step=0, history={})
+    loaded = recipes.notebook_model(65, None, None, checkpoint=str(tmp_path / "gpt.pt"))
+    assert not loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), loaded.state_dict().values()))
