@@ -1,0 +1,198 @@
+"""Looking inside a trained GPT (chapter 14): read every head's attention, score what it does, switch
+heads off.
+
+    capture_attention(model)      with … as w: model(idx) fills w[l] with layer l's weights (B, H, T, T)
+    ablate_heads(model, {(l, h)}) with …: head h of layer l contributes nothing (its slice of the input
+                                  of W_O is zero); the model is exactly as before on exit
+    head_score(weights, targets)  (B, H, T, T) weights, (B, T, T) bool "keys that count" → (H,)
+    previous_token_targets, line_start_targets, speaker_targets: jobs as target masks
+    uniform_causal_weights(B, T)  the baseline: every query spreads its weight evenly over keys 0 … t
+
+Both context managers work through PyTorch hooks on the attention modules (no change to the model's
+code), and remove them in a ``finally``, so they are gone even when the ``with`` block raises.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable, Iterator
+
+import torch
+import torch.nn as nn
+
+from kqvlib._common import require
+from kqvlib.multihead import MultiHeadAttention
+
+__all__ = ["attention_layers", "capture_attention", "ablate_heads", "head_score",
+           "uniform_causal_weights", "previous_token_targets", "line_start_targets",
+           "speaker_targets"]
+
+
+def attention_layers(model: nn.Module) -> list[MultiHeadAttention]:
+    """The model's attention modules in forward order (layer 0 first). Built in chapter 14.
+
+    For kqvlib's GPT these are ``model.blocks[l].attn``, each mapping (B, T, C) → (B, T, C).
+    """
+    layers = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    require(len(layers) > 0, lambda: f"attention_layers: {type(model).__name__} has no MultiHeadAttention")
+    return layers
+
+
+@contextlib.contextmanager
+def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor | None]]:
+    """``with capture_attention(model) as weights: model(idx)`` → ``weights[l]`` is layer l's attention
+    weights (B, H, T, S) from the latest forward pass (S = T for self-attention). Built in chapter 14.
+
+    A forward pre-hook asks each attention module for its weights (``return_weights=True``, which
+    computes attention with kqvlib's own softmax instead of the fused kernel) and a forward hook stores
+    them and hands the caller the output alone, as it asked. Both hooks are removed on exit.
+    """
+    layers = attention_layers(model)
+    weights: list[torch.Tensor | None] = [None] * len(layers)
+    asked: list[bool] = [False] * len(layers)  # did the caller itself ask for the weights?
+    handles = []
+
+    def pre_hook(i):
+        def hook(module, args, kwargs):
+            asked[i] = bool(kwargs.get("return_weights", False))
+            return args, {**kwargs, "return_weights": True}
+        return hook
+
+    def post_hook(i):
+        def hook(module, args, kwargs, output):
+            y, w = output  # (B, T, C), (B, H, T, S)
+            weights[i] = w.detach()
+            return output if asked[i] else y
+        return hook
+
+    try:
+        for i, layer in enumerate(layers):
+            handles.append(layer.register_forward_pre_hook(pre_hook(i), with_kwargs=True))
+            handles.append(layer.register_forward_hook(post_hook(i), with_kwargs=True))
+        yield weights
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def ablate_heads(model: nn.Module, heads: Iterable[tuple[int, int]]) -> Iterator[nn.Module]:
+    """``with ablate_heads(model, {(layer, head), …}):`` those heads are switched off. Built in chapter 14.
+
+    Switching head h of a layer off means zeroing its output, the slice h·hs … (h+1)·hs − 1 of the
+    (B, T, C) input of the layer's output projection W_O, before W_O mixes the heads (a forward
+    pre-hook on ``out_proj``). W_O's bias, if any, stays. No parameter is changed; on exit the hooks
+    are removed (also when the block raises), so the model computes exactly what it did before.
+    """
+    layers = attention_layers(model)
+    chosen: dict[int, list[int]] = {}
+    for layer, head in heads:
+        require(0 <= layer < len(layers) and 0 <= head < layers[layer].n_heads, lambda: (
+            f"ablate_heads: no head ({layer}, {head}) in a model with {len(layers)} layers of "
+            f"{layers[0].n_heads} heads"))
+        chosen.setdefault(layer, []).append(head)
+
+    def hook_for(attn: MultiHeadAttention, off: list[int]):
+        keep = torch.ones(attn.n_heads, attn.head_size)  # (H, hs): 1 keeps a feature, 0 drops it
+        keep[off] = 0.0
+
+        def hook(module, args):
+            x = args[0]  # (B, T, C), the heads side by side
+            mask = keep.to(x.device, x.dtype).reshape(-1)  # (H, hs) → (C,)
+            return (x * mask, *args[1:])
+        return hook
+
+    handles = []
+    try:
+        for layer, off in chosen.items():
+            attn = layers[layer]
+            handles.append(attn.out_proj.register_forward_pre_hook(hook_for(attn, off)))
+        yield model
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def head_score(weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """How much of each head's attention goes to the keys a job names. Built in chapter 14.
+
+    weights: (B, H, T, S); targets: (B, T, S) or (T, S) bool, True where key s counts for query t.
+    For every query with at least one target, the weight on its targets (a number in [0, 1]); the
+    score is the mean over those queries and the batch → (H,). Queries with no target are left out.
+    """
+    require(weights.dim() == 4, lambda: f"head_score: weights must be (B, H, T, S), got {tuple(weights.shape)}")
+    B, H, T, S = weights.shape
+    if targets.dim() == 2:
+        targets = targets.expand(B, T, S)  # (T, S) → (B, T, S)
+    require(targets.shape == (B, T, S), lambda: (
+        f"head_score: targets must be (B, T, S) = {(B, T, S)} or (T, S) like weights "
+        f"{tuple(weights.shape)}, got {tuple(targets.shape)}"))
+    on_target = (weights * targets[:, None].to(weights.dtype)).sum(-1)  # (B, H, T)
+    valid = targets.any(-1)  # (B, T): queries that have a target
+    require(bool(valid.any()), "head_score: no query has a target key")
+    return (on_target * valid[:, None]).sum((0, 2)) / valid.sum()  # (H,)
+
+
+def uniform_causal_weights(B: int, T: int) -> torch.Tensor:
+    """(B, 1, T, T) weights of a head that attends evenly to keys 0 … t: w[t, s] = 1/(t+1) for s ≤ t.
+    Its :func:`head_score` is the baseline a head must beat to have a job. Built in chapter 14."""
+    causal = torch.ones(T, T).tril()  # (T, T)
+    return (causal / causal.sum(-1, keepdim=True)).expand(B, 1, T, T)  # (B, 1, T, T)
+
+
+def previous_token_targets(T: int) -> torch.Tensor:
+    """(T, T) bool: query t's target is key t − 1 (query 0 has none). Built in chapter 14."""
+    return torch.ones(T, T, dtype=torch.bool).tril(-1).triu(-1)  # the diagonal just below the main
+
+
+def _latest(flags: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool → (B, T) long: for each t the largest s ≤ t where flags[s], or −1 if none."""
+    T = flags.shape[-1]
+    pos = torch.where(flags, torch.arange(T), torch.full_like(flags, -1, dtype=torch.long))  # (B, T)
+    return pos.cummax(-1).values  # (B, T)
+
+
+def line_start_targets(tokens: torch.Tensor, newline: int, first_char: bool = False) -> torch.Tensor:
+    """(B, T) token ids → (B, T, T) bool: query t's target is where its line starts — the newline
+    that ends the previous line (the latest one before t), or with ``first_char`` the character just
+    after it. Queries whose line starts before the window, or at t itself, have none.
+    Built in chapter 14."""
+    require(tokens.dim() == 2, lambda: f"line_start_targets: tokens must be (B, T), got {tuple(tokens.shape)}")
+    B, T = tokens.shape
+    before = torch.zeros_like(tokens, dtype=torch.bool)  # (B, T): True just after a newline
+    before[:, 1:] = tokens[:, :-1] == newline
+    start = _latest(before) - (0 if first_char else 1)  # (B, T) the line's first character or its "\n"
+    t = torch.arange(T)
+    ok = (_latest(before) >= 0) & (start < t)  # (B, T): in the window, and not t itself
+    key = torch.arange(T)[None, None, :]  # (1, 1, T)
+    return (key == start[..., None]) & ok[..., None]  # (B, T, T)
+
+
+def speaker_targets(tokens: torch.Tensor, newline: int, colon: int) -> torch.Tensor:
+    """(B, T) token ids → (B, T, T) bool: the speaker's name for every character of a speech.
+    Built in chapter 14.
+
+    In the play's text a speech is a blank line, a line "NAME:", then the speech's lines. A name line
+    is a line that ends in ":" and comes right after a blank line ("\\n\\n" before it, in the window).
+    For a query t on a later line of that speech (before the next blank line), the targets are the
+    characters of NAME (the colon not included). Queries with no name line in the window: none.
+    """
+    require(tokens.dim() == 2, lambda: f"speaker_targets: tokens must be (B, T), got {tuple(tokens.shape)}")
+    B, T = tokens.shape
+    nl = tokens == newline  # (B, T)
+    blank = torch.zeros_like(nl)  # (B, T): True at the second "\n" of a blank line ("\n\n")
+    blank[:, 1:] = nl[:, 1:] & nl[:, :-1]
+    name_start = torch.zeros_like(nl)  # (B, T): first character of a line after a blank line
+    name_start[:, 1:] = blank[:, :-1]
+    s0 = _latest(name_start)  # (B, T) start of the latest line that followed a blank line
+    is_colon_nl = torch.zeros_like(nl)  # (B, T): a "\n" right after ":" (the end of a name line)
+    is_colon_nl[:, 1:] = nl[:, 1:] & (tokens[:, :-1] == colon)
+    idx = torch.where(nl, torch.arange(T), torch.full_like(tokens, T))  # (B, T)
+    first_nl = idx.flip(-1).cummin(-1).values.flip(-1)  # (B, T): the first "\n" at or after each t
+    s0c = s0.clamp(min=0)
+    end = first_nl.gather(1, s0c)  # (B, T): the "\n" that ends that line
+    t = torch.arange(T)
+    # a name line ends in ":\n", and t lies beyond it, with no blank line in between (s0 is the latest)
+    named = (s0 >= 0) & is_colon_nl.gather(1, end.clamp(max=T - 1)) & (end < T) & (end < t)
+    key = torch.arange(T)[None, None, :]  # (1, 1, T)
+    in_name = (key >= s0c[..., None]) & (key < (end - 1)[..., None])  # (B, T, T): NAME, not ":"
+    return in_name & named[..., None]
