@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import platform
 import statistics
@@ -44,15 +43,16 @@ import torch.nn.functional as F
 
 from kqvlib import GPT, GPTConfig, load_dataset, seed_everything
 from kqvlib.attention import causal_mask
-from kqvlib.recipes import CANDIDATES, Candidate, choose, cpu_recipe, reference_recipe, train_flops_per_token
+from kqvlib.recipes import CANDIDATES, choose, cpu_recipe, reference_recipe, train_flops_per_token
 from kqvlib.generate import generate
-from kqvlib.precision import autocast, autocast_dtype, cpu_has_bf16, matmul_rate as _matmul_rate
+from kqvlib.precision import autocast, autocast_dtype, cpu_has_bf16, matmul_rate
 from kqvlib.train import evaluate, make_optimizers, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_markdown  # noqa: E402 — benchmarks/report.py: results.json → results.md, the figure
 
 HERE = Path(__file__).resolve().parent
+MEDIUM = next(c for c in CANDIDATES if c.name == "medium")  # the notebooks' model (context 512)
 GPU_CONFIG = dict(n_layer=6, n_head=6, n_embd=384, block_size=256)  # nanoGPT's Shakespeare-char GPU model
 
 
@@ -69,11 +69,13 @@ def mode() -> str:
     return "bf16" if cpu_has_bf16() else "fp32-avx2" if avx2 else "fp32"
 
 
-def _train_step(model: GPT, opts: list, x: torch.Tensor, device: torch.device, cpu_bf16: bool) -> float:
-    """Seconds for one training step (forward, backward, every optimizer)."""
+def _train_step(model: nn.Module, opts: list, x: torch.Tensor, device: torch.device, cpu_bf16: bool,
+                y: torch.Tensor | None = None) -> float:
+    """Seconds for one training step (forward, backward, every optimizer) on inputs x and targets y
+    (default: x)."""
     t0 = time.perf_counter()
     with autocast(device, cpu_bf16):
-        _, loss = model(x, x)
+        _, loss = model(x, x if y is None else y)
     loss.backward()
     for opt in opts:
         opt.step()
@@ -218,7 +220,7 @@ def race(device: torch.device, results: dict) -> dict:
 def muon_step(device: torch.device, results: dict, steps: int = 20) -> None:
     """One training step of the recipe's "medium" model: AdamW for everything, kqvlib's Muon (+ AdamW for
     the rest), and torch.optim.Muon (+ AdamW), interleaved so drifts in the machine's speed hit all."""
-    cand = next(c for c in CANDIDATES if c.name == "medium")
+    cand = MEDIUM
     _, tcfg = cpu_recipe(seconds=60, candidate=cand)
     x = torch.randint(0, 65, (cand.batch_size, cand.block_size), generator=torch.Generator().manual_seed(0))
     runs = {}
@@ -277,18 +279,7 @@ def _step_fn(model, device, batch, cpu_bf16=False):
     T, V = model.config.block_size, model.config.vocab_size
     x = torch.randint(0, V, (batch, T), generator=g).to(device)
     y = torch.randint(0, V, (batch, T), generator=g).to(device)
-    def step() -> float:
-        t0 = time.perf_counter()
-        with autocast(device, cpu_bf16):
-            _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
-    return step
+    return lambda: _train_step(model, [opt], x, device, cpu_bf16, y)
 
 
 def step_time(device: torch.device, results: dict, warmup: int = 3) -> None:
@@ -319,7 +310,7 @@ def step_time(device: torch.device, results: dict, warmup: int = 3) -> None:
 def generate_bench(device: torch.device, results: dict, model: GPT | None = None, new_tokens: int = 500,
                    repeats: int = 3) -> None:
     if model is None:
-        cfg, _ = cpu_recipe(candidate=next(c for c in CANDIDATES if c.name == "medium"))
+        cfg, _ = cpu_recipe(candidate=MEDIUM)
         seed_everything(0)
         model = GPT(cfg)
         trained = False
@@ -361,29 +352,13 @@ def generate_bench(device: torch.device, results: dict, model: GPT | None = None
 
 # --- 4. utilisation ----------------------------------------------------------------------------
 
-def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 1024, iters: int = 30) -> float:
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    for _ in range(5):
-        a @ b
-    rates = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        rates.append(2 * n**3 * iters / (time.perf_counter() - t0))
-    return max(rates)
-
-
 def utilisation(device: torch.device, results: dict, steps: int = 20) -> None:
     out = {}
-    fp32 = matmul_rate(device, torch.float32)
-    bf16 = matmul_rate(device, torch.bfloat16)
+    fp32 = matmul_rate(torch.float32, device)
+    bf16 = matmul_rate(torch.bfloat16, device)
     log(f"matmul rate (1024³): fp32 {fp32 / 1e9:.0f} GFLOP/s, bf16 {bf16 / 1e9:.0f} GFLOP/s")
     ref_m, ref_t = reference_recipe()
-    our_m, our_t = cpu_recipe(candidate=next(c for c in CANDIDATES if c.name == "medium"))
+    our_m, our_t = cpu_recipe(candidate=MEDIUM)
     for name, mcfg, tcfg in [("reference", ref_m, ref_t), ("kqvlib_recipe", our_m, our_t)]:
         torch.manual_seed(0)
         model = GPT(mcfg).to(device)

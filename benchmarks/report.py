@@ -22,6 +22,11 @@ def _candidates():
     return {c.name: c for c in CANDIDATES}
 
 
+def _budgets(st: dict, row: dict) -> list[float]:
+    """The budgets a candidate's row was run at: its own list, or the study's first len(loss)."""
+    return row.get("budgets") or st["budgets"][: len(row["loss"])]
+
+
 def scaling_lines(r: dict) -> list[str]:
     cands = _candidates()
     lines = []
@@ -36,7 +41,7 @@ def scaling_lines(r: dict) -> list[str]:
                   "split) after training for each budget, steps in brackets, the best in bold:", "",
                   f"| candidate | layers × width, context × batch | utilisation | {heads} |",
                   "|---|---|---|" + "---|" * len(st["budgets"])]
-        runs = {name: dict(zip(row.get("budgets") or st["budgets"][: len(row["loss"])], zip(row["loss"], row["steps"])))
+        runs = {name: dict(zip(_budgets(st, row), zip(row["loss"], row["steps"])))
                 for name, row in st["candidates"].items()}
         best = {b: min((n for n in runs if b in runs[n]), key=lambda n: runs[n][b][0]) for b in st["budgets"]}
         for name, row in st["candidates"].items():
@@ -99,7 +104,7 @@ def plot_scaling(r: dict, path: Path = FIGURE) -> bool:
     fig, axes = plt.subplots(1, len(studies), figsize=(4.2 * len(studies), 3.2), dpi=90, squeeze=False)
     for ax, (m, st) in zip(axes[0], studies):
         for name, row in st["candidates"].items():
-            ax.plot([b / 1e12 for b in row.get("budgets") or st["budgets"][: len(row["loss"])]], row["loss"], "o-", label=name)
+            ax.plot([b / 1e12 for b in _budgets(st, row)], row["loss"], "o-", label=name)
         ax.set_xscale("log")
         ticks = [b / 1e12 for b in st["budgets"]]
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
