@@ -87,6 +87,7 @@ class Muon(torch.optim.Optimizer):
         defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
                         ns_steps=ns_steps, ns_dtype=ns_dtype)
         super().__init__(params, defaults)
+        self._native: dict[torch.device, torch.dtype] = {}  # ns_dtype per device, asked once
         for group in self.param_groups:
             for p in group["params"]:
                 require(p.dim() == 2, lambda: f"Muon: only matrices (2-D parameters), got shape {tuple(p.shape)}")
@@ -113,7 +114,9 @@ class Muon(torch.optim.Optimizer):
                 update = p.grad.lerp(buf, mu) if group["nesterov"] else buf
                 same_shape.setdefault((tuple(p.shape), p.device), []).append((p, update))
             for (shape, device), items in same_shape.items():
-                dtype = group["ns_dtype"] or ns_dtype(device)
+                if device not in self._native:
+                    self._native[device] = ns_dtype(device)
+                dtype = group["ns_dtype"] or self._native[device]
                 if len(items) == 1:
                     orthogonal = [newton_schulz(items[0][1], group["ns_steps"], dtype)]
                 else:
