@@ -204,12 +204,16 @@ def to_digits(ids: torch.Tensor) -> str:
 def greedy_decode(model: nn.Module, src: torch.Tensor, steps: int) -> torch.Tensor:
     """src (B, S) → (B, steps) tokens, each the most likely next one. Built in chapter 12.
 
-    Works with any ``model(src, tgt_in)`` → (B, T, V); it reruns the model on the whole prefix at
-    every step (no cache: these sequences are a dozen tokens)."""
+    Works with any ``model(src, tgt_in)`` → (B, T, V). An :class:`EncoderDecoder` encodes the source
+    once and reruns only its decoder on the whole prefix at every step; any other model is rerun whole
+    (no cache: these sequences are a dozen tokens)."""
     tgt = torch.full((src.shape[0], 1), BOS, device=src.device)  # (B, 1)
     with eval_mode(model):
+        # memory (B, S, C) and the source's mask (B, 1, 1, S): they do not depend on the target
+        encoded = model.encode(src) if isinstance(model, EncoderDecoder) else None
         for _ in range(steps):
-            nxt = model(src, tgt)[:, -1].argmax(dim=-1)  # (B,)
+            logits = model(src, tgt) if encoded is None else model.decode(tgt, *encoded)  # (B, t, V)
+            nxt = logits[:, -1].argmax(dim=-1)  # (B,)
             tgt = torch.cat([tgt, nxt[:, None]], dim=1)  # (B, t + 1)
     return tgt[:, 1:]
 
