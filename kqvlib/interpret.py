@@ -7,6 +7,7 @@ heads off.
     head_score(weights, targets)  (B, H, T, T) weights, (B, T, T) bool "keys that count" → (H,)
     previous_token_targets, line_start_targets, speaker_targets: jobs as target masks
     uniform_causal_weights(B, T)  the baseline: every query spreads its weight evenly over keys 0 … t
+    induction_score(weights, period)  (…, T, T) weights of a sequence that repeats with that period → (…)
 
 Both context managers work through PyTorch hooks on the attention modules (no change to the model's
 code), and remove them in a ``finally``, so they are gone even when the ``with`` block raises.
@@ -24,7 +25,7 @@ from kqvlib.multihead import MultiHeadAttention
 
 __all__ = ["attention_layers", "capture_attention", "ablate_heads", "head_score",
            "uniform_causal_weights", "previous_token_targets", "line_start_targets",
-           "speaker_targets"]
+           "speaker_targets", "induction_score"]
 
 
 def attention_layers(model: nn.Module) -> list[MultiHeadAttention]:
@@ -196,3 +197,28 @@ def speaker_targets(tokens: torch.Tensor, newline: int, colon: int) -> torch.Ten
     key = torch.arange(T)[None, None, :]  # (1, 1, T)
     in_name = (key >= s0c[..., None]) & (key < (end - 1)[..., None])  # (B, T, T): NAME, not ":"
     return in_name & named[..., None]
+
+
+def induction_score(weights: torch.Tensor, period: int) -> torch.Tensor:
+    """How much a head attends like an induction head, on a sequence that repeats itself. Built in chapter 14.
+
+    weights: (..., T, T) attention weights (query t, key s) captured on a sequence whose token t equals
+    token t − period for every t ≥ period (a random block of ``period`` tokens, then a copy of it). Any
+    leading axes are kept: pass one layer's (B, H, T, T) → (B, H), or the layers stacked for one
+    sequence, (n_layer, n_head, T, T) → (n_layer, n_head).
+
+    An induction head at query t looks back to the previous occurrence of token t, at t − period, and
+    attends to the token that followed it, at key t − period + 1 (the token it will predict next). The
+    score is the weight on that key, averaged over the queries t = period … T − 1 of the repeats: 1 for
+    a perfect induction head, 0 for a head that never looks there. A head that spreads evenly over
+    keys 0 … t scores mean(1/(t+1)) (:func:`uniform_causal_weights`), the baseline to beat.
+    """
+    require(weights.dim() >= 2 and weights.shape[-1] == weights.shape[-2], lambda: (
+        f"induction_score: weights must be (..., T, T) with query and key axes last, "
+        f"got {tuple(weights.shape)}"))
+    T = weights.shape[-1]
+    require(isinstance(period, int) and 1 <= period < T, lambda: (
+        f"induction_score: period must be an int in 1 … T − 1 = {T - 1} (the length of the repeated "
+        f"block), got {period!r}"))
+    t = torch.arange(period, T)  # the queries whose token has occurred before
+    return weights[..., t, t - period + 1].mean(-1)  # (...)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kqvlib.interpret import (ablate_heads, attention_layers, capture_attention, head_score,
-                              line_start_targets, previous_token_targets, speaker_targets,
+                              induction_score, line_start_targets, previous_token_targets, speaker_targets,
                               uniform_causal_weights)
 from kqvlib.model import GPT, GPTConfig
 
@@ -217,3 +217,33 @@ def test_speaker_targets_name_the_speaker_of_every_later_line():
             assert names[t] == "C", (t, c)
         else:  # before any name, or on a name line
             assert names[t] == "", (t, c)
+
+
+# --- induction_score -------------------------------------------------------------------------------------------
+
+def test_induction_score_on_hand_built_attention_patterns():
+    T, period = 10, 4
+    t = torch.arange(T)
+    induction = torch.zeros(T, T)
+    induction[t[period:], t[period:] - period + 1] = 1.0  # the token after the previous occurrence
+    induction[:period] = torch.eye(T)[:period]  # first copy: attend to itself (not scored)
+    prev = torch.eye(T).roll(-1, 0).tril()  # query t looks at t − 1 (query 0 at itself)
+    prev[0, 0] = 1.0
+    uniform = uniform_causal_weights(1, T)[0, 0]  # (T, T)
+    w = torch.stack([induction, prev, uniform, 0.5 * induction + 0.5 * prev])  # (4, T, T): four heads
+    score = induction_score(w, period)
+    assert score.shape == (4,)
+    expected_uniform = (1.0 / (t[period:] + 1.0)).mean()
+    assert torch.allclose(score, torch.stack([torch.tensor(1.0), torch.tensor(0.0), expected_uniform,
+                                              torch.tensor(0.5)]))
+    # leading axes are kept: (n_layer, n_head, T, T) → (n_layer, n_head), (B, H, T, T) → (B, H)
+    assert torch.equal(induction_score(w.reshape(2, 2, T, T), period), score.reshape(2, 2))
+
+
+def test_induction_score_rejects_bad_input():
+    w = torch.rand(2, 3, 8, 8)
+    for bad in (0, 8, 9, -1, 2.0):
+        with pytest.raises(ValueError, match="period"):
+            induction_score(w, bad)
+    with pytest.raises(ValueError, match="T, T"):
+        induction_score(torch.rand(2, 8, 7), 3)
