@@ -7,7 +7,9 @@ fake ``google.colab`` already imported, and the cell with the repository address
 it must print nothing; with a bad address it must print one clear message and show no traceback.
 
 The fresh environment sees this checkout's .venv packages (torch, IPython, ...) but not kqvlib, so pip
-only has to build and install kqvlib itself (and fetch setuptools to build it). Without git, venv or
+only has to build and install kqvlib itself (and fetch setuptools to build it). It is isolated from the
+caller's environment: its processes run without PYTHONPATH (and PYTHONHOME, PYTHONSTARTUP, PYTHONUSERBASE),
+so a PYTHONPATH that points at this checkout cannot make kqvlib importable there. Without git, venv or
 a package index that test is skipped, saying why; with CI=true it fails instead.
 """
 import importlib.util
@@ -41,6 +43,15 @@ PIP_GIT_FAILURE = """\
   note: This error originates from a subprocess, and is likely not a problem with pip.
 ERROR: Failed to build 'kqvlib' when git clone --filter=blob:none --quiet https://example.org/nowhere
 """
+
+
+# Variables that would let the caller's Python setup leak into the fresh environment.
+LEAKY = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE")
+
+
+def fresh_env(**extra: str) -> dict[str, str]:
+    """os.environ without the variables that point Python at other packages, plus ``extra``."""
+    return {**{k: v for k, v in os.environ.items() if k not in LEAKY}, **extra}
 
 
 def _unavailable(why: str):
@@ -119,12 +130,13 @@ def fresh(tmp_path_factory):
         _unavailable("git is not installed: pip installs kqvlib from a git repository")
     tmp = tmp_path_factory.mktemp("fresh")
     venv = tmp / "venv"
-    made = subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True, text=True)
+    made = subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True, text=True,
+                          env=fresh_env())
     if made.returncode:
         _unavailable(f"cannot create a virtual environment: {made.stderr.strip()}")
     python = venv / "bin" / "python"
     site = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                        text=True).strip())
+                                        text=True, env=fresh_env()).strip())
     # Everything installed here except kqvlib (and .pth hooks such as its editable finder).
     deps = tmp / "deps"
     deps.mkdir()
@@ -134,9 +146,9 @@ def fresh(tmp_path_factory):
             (deps / entry.name).symlink_to(entry)
     (site / "kqv-test-deps.pth").write_text(f"{deps}\n")
     assert subprocess.run([str(python), "-c", "import importlib.util as u, sys; sys.exit(u.find_spec('kqvlib') is not None)"],
-                          cwd=tmp).returncode == 0, "the fresh environment must not see kqvlib"
+                          cwd=tmp, env=fresh_env()).returncode == 0, "the fresh environment must not see kqvlib"
     clone = tmp / "kqv"
-    subprocess.run(["git", "clone", "-q", ROOT.as_uri(), str(clone)], check=True)
+    subprocess.run(["git", "clone", "-q", ROOT.as_uri(), str(clone)], check=True, env=fresh_env())
     if not subprocess.run(["git", "-C", str(clone), "rev-parse", "-q", "--verify", f"refs/tags/{TAG}"],
                           capture_output=True).stdout:
         subprocess.run(["git", "-C", str(clone), "tag", TAG], check=True)
@@ -145,7 +157,7 @@ def fresh(tmp_path_factory):
 
     build = tomllib.loads((clone / "pyproject.toml").read_text())["build-system"]["requires"]
     got = subprocess.run([str(python), "-m", "pip", "download", "-q", "--no-deps", "-d", str(tmp / "dl"), *build],
-                         capture_output=True, text=True, cwd=tmp)
+                         capture_output=True, text=True, cwd=tmp, env=fresh_env())
     if got.returncode:
         _unavailable(f"pip cannot reach a package index for {build} (to build kqvlib): {got.stderr.strip()[-300:]}")
 
@@ -172,13 +184,31 @@ def run_in_kernel(fresh, *sources: str):
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
     km = KernelManager(kernel_name="fresh", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(fresh["kernels"])]))
-    NotebookClient(nb, km=km, timeout=300, allow_errors=True,
-                   resources={"metadata": {"path": str(fresh["tmp"])}}).execute()
+    # The kernel starts from os.environ with the spec's env on top (PYTHONPATH = the fake google.colab only);
+    # the other leaky variables are removed for the kernel's lifetime.
+    with pytest.MonkeyPatch.context() as mp:
+        for name in LEAKY[1:]:
+            mp.delenv(name, raising=False)
+        NotebookClient(nb, km=km, timeout=300, allow_errors=True,
+                       resources={"metadata": {"path": str(fresh["tmp"])}}).execute()
     return nb.cells
 
 
 def text(cell, name="stdout") -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == name)
+
+
+def test_fresh_env_drops_the_callers_pythonpath(monkeypatch, tmp_path):
+    """With PYTHONPATH set by the caller (to a folder holding a kqvlib, say), a process started with
+    fresh_env() does not see it."""
+    (tmp_path / "kqvlib").mkdir()
+    (tmp_path / "kqvlib" / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    env = fresh_env(EXTRA="1")
+    assert "PYTHONPATH" not in env and env["EXTRA"] == "1" and env["PATH"] == os.environ["PATH"]
+    show_path = [sys.executable, "-c", "import sys; print(sys.path)"]
+    assert str(tmp_path) in subprocess.check_output(show_path, text=True), "the caller's PYTHONPATH is seen"
+    assert str(tmp_path) not in subprocess.check_output(show_path, text=True, env=env)
 
 
 def test_setup_cell_on_a_fresh_host(fresh):
