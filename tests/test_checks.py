@@ -176,3 +176,56 @@ def test_every_checker_prints_one_line_and_never_raises(checker, capsys):
     assert not r.passed and len(out) == 1 and out[0].startswith("✗ ")
     assert out[0].index("(your code raised KeyError") > out[0].index(": ") + 2  # a hint comes first
     assert checker(lambda *a: None, quiet=True).key == "returned None"
+
+
+# --- chapters 5–12: diagnosis by property, and no input can make a checker raise ---------------------------------
+
+def _chapter_checkers():
+    from kqvlib.exercises import ch05, ch06, ch07, ch08, ch09, ch10, ch11, ch12
+    return [getattr(m, n) for m in (ch05, ch06, ch07, ch08, ch09, ch10, ch11, ch12) for n in m.__all__
+            if n.startswith("check_")]
+
+
+def _garbage(kind):
+    def fn(*args):
+        if kind == "raises":
+            raise RuntimeError("boom")
+        if kind == "stub":
+            raise NotImplementedError
+        return {"none": None, "str": "hello", "int": 3, "nan": float("nan"), "dict": {1: 2}, "empty": [],
+                "nested": [[None]], "first arg": args[0] if args else None, "tensor": torch.ones(2, 2),
+                "array": np.zeros((3, 3)), "tuple": (1, 2, 3), "complex": torch.ones(2, dtype=torch.cfloat)}[kind]
+    return fn
+
+
+@pytest.mark.parametrize("kind", ["raises", "stub", "none", "str", "int", "nan", "dict", "empty", "nested",
+                                  "first arg", "tensor", "array", "tuple", "complex"])
+def test_no_input_makes_a_checker_of_chapters_5_to_12_raise(kind, capsys):
+    for checker in _chapter_checkers():
+        r = checker(_garbage(kind), seed=0)
+        out = capsys.readouterr().out.strip().splitlines()
+        assert not r.passed and len(out) == 1 and r.key != "checker error", (checker.__name__, r.message)
+        assert (r.key == "not attempted") == (kind == "stub"), (checker.__name__, r.message)
+
+
+def test_describe_names_what_a_wrong_answer_is():
+    from kqvlib.exercises.diagnose import describe
+    e = torch.randn(2, 3, 5, dtype=torch.float64)
+    cases = {"times constant": 2 * e, "offset": e + 0.5, "transposed": e.mT, "axes permuted": e.permute(1, 0, 2),
+             "shifted by one": e.roll(1, dims=2), "off by one": e[..., :-1], "reduced an axis": e.sum(1),
+             "reversed": e.flip(1), "sign flipped": -e, "axis of size 1": e[:, None]}
+    for key, got in cases.items():
+        assert describe(got, e, ("query", "key"))[0] == key, (key, describe(got, e))
+    assert describe((e, e + 1), (e + 1, e))[0] == "results swapped"
+    assert describe(e, (e, e + 1))[0] == "returned part"
+    assert describe(e, e) is None or describe(e, e)[0] != "times constant"
+
+
+def test_raw_errors_name_the_learners_line():
+    from kqvlib.exercises.errors import explain_raw
+    try:
+        x = torch.ones(2, 3)
+        x @ x  # a product that does not fit
+    except RuntimeError as e:
+        key, hint = explain_raw(e)
+    assert key == "matmul" and "`x @ x  # a product that does not fit`" in hint

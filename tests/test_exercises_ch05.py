@@ -245,7 +245,7 @@ def test_masked_attention_stub_and_errors(capsys):
     r = ch05.check_masked_attention(broken)
     out = capsys.readouterr().out.strip().splitlines()
     assert r.key == "exception" and len(out) == 1
-    assert out[0].index("your function stopped") < out[0].index("KeyError")  # the hint before the raw error
+    assert out[0].index("The line that raised it") < out[0].index("KeyError")  # the hint, with the line, first
 
 
 def test_all_hints_name_no_other_mistake_keys():

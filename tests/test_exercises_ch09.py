@@ -273,3 +273,182 @@ def test_hint_before_error_text():
     r = ch09.check_pair_counts(counts_index_error, quiet=True)
     assert r.key == "index past the end"
     assert r.message.index("range(len(ids) - 1)") < r.message.index("IndexError")
+
+
+# --- train_merges and expand (learned from counts, undone recursively) ------------------------------------------
+
+def train_merges_ok(ids, n_merges):
+    merges = []
+    for k in range(n_merges):
+        counts = {}
+        for pair in zip(ids, ids[1:]):
+            counts[pair] = counts.get(pair, 0) + 1
+        if not counts:
+            break
+        pair = min(counts, key=lambda p: (-counts[p], p))  # most frequent, ties to the smaller pair
+        merges.append(pair)
+        out, i = [], 0
+        while i < len(ids):
+            if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+                out.append(256 + k)
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        ids = out
+    return merges
+
+
+def train_merges_sorted(ids, n_merges):  # ties broken by sorting: a correct variant
+    from kqvlib.tokenizers import get_pair_counts, merge
+    merges = []
+    for k in range(n_merges):
+        counts = get_pair_counts(ids)
+        if not counts:
+            return merges
+        best = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+        merges.append(best)
+        ids = merge(ids, best, 256 + k)
+    return merges
+
+
+def _train_with(pick, recount=True, keep=True, first=256):
+    from kqvlib.tokenizers import get_pair_counts, merge
+
+    def train(ids, n_merges):
+        merges, counts = [], get_pair_counts(ids)
+        for k in range(n_merges):
+            if recount:
+                counts = get_pair_counts(ids)
+            counts = {p: c for p, c in counts.items() if recount or p not in merges}
+            if not counts:
+                break
+            pair = pick(counts)
+            merges.append(pair)
+            if keep:
+                ids = merge(ids, pair, first + k)
+        return merges
+    return train
+
+
+@pytest.mark.parametrize("fn", [train_merges_ok, train_merges_sorted])
+def test_train_merges_accepts_right_answers(fn):
+    assert ch09.check_train_merges(fn, quiet=True)
+
+
+@pytest.mark.parametrize("fn, key", [
+    (_train_with(lambda c: max(c, key=c.get)), "ties to the first seen"),
+    (_train_with(lambda c: max(c, key=lambda p: (c[p], p))), "ties to the larger pair"),
+    (_train_with(lambda c: min(c, key=lambda p: (-c[p], p)), recount=False), "counts not updated"),
+    (_train_with(lambda c: min(c, key=lambda p: (-c[p], p)), keep=False), "ids not updated"),
+    (_train_with(lambda c: min(c, key=lambda p: (c[p], p))), "least frequent"),
+    (_train_with(lambda c: min(c, key=lambda p: (-c[p], p)), first=257), "new ids from 257"),
+    (lambda ids, n: [(p, 256 + k) for k, p in enumerate(train_merges_ok(ids, n))], "wrong type"),
+    (lambda ids, n: train_merges_ok(ids, n)[:-1], "too few merges"),
+])
+def test_train_merges_slips(fn, key):
+    for seed in range(3):
+        r = ch09.check_train_merges(fn, seed=seed, quiet=True)
+        assert not r.passed and r.key == key, r.message
+
+
+def test_train_merges_replays_the_method():
+    """A merge that is not the most frequent pair at its step is named with the counts of that step."""
+    def second_best(ids, n):
+        from kqvlib.tokenizers import get_pair_counts, merge
+        merges = []
+        for k in range(n):
+            c = get_pair_counts(ids)
+            ranked = sorted(c, key=lambda p: (-c[p], p))
+            pair = ranked[1] if k == 2 and len(ranked) > 1 and c[ranked[1]] < c[ranked[0]] else ranked[0]
+            merges.append(pair)
+            ids = merge(ids, pair, 256 + k)
+        return merges
+    r = ch09.check_train_merges(second_best, seed=0, quiet=True)
+    assert not r.passed and r.key == "not the most frequent" and "merge 2" in r.message, r.message
+
+
+def test_train_merges_runs_out_of_pairs():
+    def no_stop(ids, n):
+        from collections import Counter
+        from kqvlib.tokenizers import merge
+        merges = []
+        for k in range(n):
+            c = Counter(zip(ids, ids[1:]))
+            pair = max(c, key=lambda p: (c[p], (-p[0], -p[1])))
+            merges.append(pair)
+            ids = merge(ids, pair, 256 + k)
+        return merges
+    r = ch09.check_train_merges(no_stop, seed=1, quiet=True)
+    assert not r.passed and r.key == "runs out of pairs", r.message
+
+
+def expand_ok(ids, merges):
+    out = []
+    for i in ids:
+        if i < 256:
+            out.append(i)
+        else:
+            a, b = merges[i - 256]
+            out += expand_ok([a, b], merges)
+    return out
+
+
+def expand_loop(ids, merges):  # a correct variant: expand until nothing ≥ 256 is left
+    ids = list(ids)
+    while any(i >= 256 for i in ids):
+        ids = [j for i in ids for j in (merges[i - 256] if i >= 256 else (i,))]
+    return ids
+
+
+def test_expand_accepts_right_answers():
+    assert ch09.check_expand(expand_ok, quiet=True) and ch09.check_expand(expand_loop, quiet=True)
+
+
+@pytest.mark.parametrize("fn, key", [
+    (lambda ids, m: [j for i in ids for j in (m[i - 256] if i >= 256 else (i,))], "one level"),
+    (lambda ids, m: [j for i in expand_ok(ids, [(b, a) for a, b in m]) for j in [i]], "pair reversed"),
+    (lambda ids, m: [i for i in ids if i < 256], "merged ids dropped"),
+    (lambda ids, m: expand_ok(ids, m)[::-1], "reversed"),
+    (lambda ids, m: [expand_ok([i], m) for i in ids], "wrong type"),
+    (lambda ids, m: expand_ok(ids, m)[:-1], "off by one"),
+])
+def test_expand_slips(fn, key):
+    r = ch09.check_expand(fn, seed=0, quiet=True)
+    assert not r.passed and r.key == key, r.message
+
+
+def test_expand_errors_are_named():
+    def no_base_case(ids, merges):
+        return [j for i in ids for j in no_base_case(list(merges[i - 256]), merges)]
+    r = ch09.check_expand(no_base_case, seed=0, quiet=True)
+    assert not r.passed and r.key in ("endless recursion", "index"), r.message
+
+
+def test_merge_that_mutates_its_list_gets_its_own_hint():
+    def in_place(ids, pair, new_id):
+        for i in range(len(ids) - 1):
+            if ids[i] == pair[0] and ids[i + 1] == pair[1]:
+                ids[i] = new_id
+                del ids[i + 1]
+        return ids
+
+    def in_place_quiet(ids, pair, new_id):
+        for i in range(len(ids) - 1):
+            if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+                ids[i] = new_id
+                del ids[i + 1]
+        return ids[:-1]
+
+    def in_place_right(ids, pair, new_id):  # changes its input, but the answer is right: accepted
+        i = 0
+        while i < len(ids) - 1:
+            if (ids[i], ids[i + 1]) == pair:
+                ids[i:i + 2] = [new_id]
+            i += 1
+        return ids
+    for fn in (in_place, in_place_quiet):
+        r = ch09.check_merge(fn, seed=0, quiet=True)
+        assert not r.passed and r.key == "mutates the list it walks", r.message
+        assert "range(len(ids) - 1)" not in r.message.split("computed at the start")[1]
+    assert ch09.check_merge(in_place_right, quiet=True)

@@ -3,6 +3,8 @@
 The wrong answers are written the way a learner would write them, independently of the Mistake
 functions inside kqvlib.exercises.ch11.
 """
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -84,7 +86,7 @@ def test_top_k_stub_and_crash(capsys):
     assert ch11.check_top_k_probs(stub_k, seed=0).key == "not attempted"
     assert "not attempted yet" in capsys.readouterr().out
     r = ch11.check_top_k_probs(lambda logits, k: logits[k + 100], seed=0, quiet=True)
-    assert not r.passed and r.key == "exception"
+    assert not r.passed and r.key == "index" and "logits[k + 100]" in r.message
 
 
 # --- top_p_probs(logits, p, temperature) ---------------------------------------------------------------------
@@ -160,4 +162,118 @@ def test_top_p_stub_and_crash(capsys):
     assert ch11.check_top_p_probs(stub_p, seed=0).key == "not attempted"
     assert "not attempted yet" in capsys.readouterr().out
     r = ch11.check_top_p_probs(lambda x, p, t: x.cumsum(5), seed=0, quiet=True)
-    assert not r.passed and r.key == "exception"
+    assert not r.passed and r.key == "axis" and "x.cumsum(5)" in r.message
+
+
+# --- min-p -------------------------------------------------------------------------------------------------------
+
+def min_p_ok(logits, p_base):
+    probs = torch.softmax(logits, dim=-1)
+    keep = probs >= p_base * probs.amax(dim=-1, keepdim=True)
+    return torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
+
+
+def min_p_log_space(logits, p_base):  # the same rule on log-probabilities, finfo.min as the fill
+    logp = torch.log_softmax(logits, dim=-1)
+    keep = logp >= logp.max(dim=-1, keepdim=True).values + math.log(p_base)
+    probs = torch.softmax(logits.masked_fill(~keep, torch.finfo(logits.dtype).min), dim=-1)
+    return probs
+
+
+def min_p_in_place(logits, p_base):
+    probs = logits.softmax(-1)
+    probs[probs < p_base * probs.max(-1, keepdim=True).values] = 0
+    probs /= probs.sum(-1, keepdim=True)
+    return probs
+
+
+@pytest.mark.parametrize("fn", [min_p_ok, min_p_log_space, min_p_in_place])
+def test_min_p_accepts_right_answers(fn):
+    assert ch11.check_min_p_probs(fn, quiet=True)
+
+
+def _min_p(keep_rule, renorm=True, dim=-1):
+    def fn(logits, p_base):
+        probs = torch.softmax(logits, dim=dim)
+        kept = probs * keep_rule(probs, logits, p_base)
+        return kept / kept.sum(-1, keepdim=True) if renorm else kept
+    return fn
+
+
+@pytest.mark.parametrize("fn, key", [
+    (_min_p(lambda pr, x, p: pr >= p * pr.max()), "one max for the batch"),
+    (_min_p(lambda pr, x, p: pr >= p), "absolute threshold"),
+    (_min_p(lambda pr, x, p: x >= p * x.amax(-1, keepdim=True)), "threshold on logits"),
+    (_min_p(lambda pr, x, p: pr >= p * pr.amax(-1, keepdim=True), renorm=False), "not renormalised"),
+    (_min_p(lambda pr, x, p: pr >= p * pr.amax(-1)), "broadcast"),
+    (_min_p(lambda pr, x, p: pr >= p * pr.amax(-1, keepdim=True), dim=0), "softmax over the batch"),
+    # unlisted: found by the support diagnosis
+    (_min_p(lambda pr, x, p: pr >= 2 * p * pr.amax(-1, keepdim=True)), "kept too few"),
+    (_min_p(lambda pr, x, p: pr >= p * pr[:, :1].amax(-1, keepdim=True)), "some rows wrong"),
+    (lambda x, p: min_p_ok(x, p) / min_p_ok(x, p).sum(), "normalised over the batch"),
+])
+def test_min_p_slips(fn, key):
+    r = ch11.check_min_p_probs(fn, seed=0, quiet=True)
+    assert not r.passed and r.key == key, r.message
+
+
+# --- repetition penalty -------------------------------------------------------------------------------------------
+
+def penalty_ok(logits, prev, penalty):
+    out = logits.clone()
+    for b in range(logits.shape[0]):
+        for t in set(prev[b].tolist()):
+            out[b, t] = out[b, t] / penalty if out[b, t] > 0 else out[b, t] * penalty
+    return out
+
+
+def penalty_gather(logits, prev, penalty):  # vectorised; a repeated index writes the same value twice
+    seen = logits.gather(1, prev)
+    seen = torch.where(seen > 0, seen / penalty, seen * penalty)
+    return logits.scatter(1, prev, seen)
+
+
+def penalty_in_place(logits, prev, penalty):
+    mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, prev, True)
+    pos = mask & (logits > 0)
+    logits[pos] /= penalty
+    logits[mask & ~pos] *= penalty
+    return logits
+
+
+@pytest.mark.parametrize("fn", [penalty_ok, penalty_gather, penalty_in_place])
+def test_penalty_accepts_right_answers(fn):
+    assert ch11.check_repetition_penalty(fn, quiet=True)
+
+
+def _each_occurrence(logits, prev, penalty):
+    out = logits.clone()
+    for b in range(logits.shape[0]):
+        for t in prev[b].tolist():
+            out[b, t] = out[b, t] / penalty if out[b, t] > 0 else out[b, t] * penalty
+    return out
+
+
+@pytest.mark.parametrize("fn, key", [
+    (lambda x, h, r: x.scatter(1, h, x.gather(1, h) / r), "divided every seen logit"),
+    (lambda x, h, r: x.scatter(1, h, x.gather(1, h) * r), "multiplied every seen logit"),
+    (_each_occurrence, "once per occurrence"),
+    (lambda x, h, r: penalty_ok(x, h[:1].expand_as(h), r), "one row's history"),
+    (lambda x, h, r: penalty_ok(x, h, r) - (x != penalty_ok(x, h, r)) * 0 + 0.0 * x + (x > 100), "ok?"),
+    (lambda x, h, r: torch.where(x > 0, x / r, x * r), "unseen tokens changed"),
+    (lambda x, h, r: penalty_ok(x, h, r).softmax(-1), "some rows wrong"),
+])
+def test_penalty_slips(fn, key):
+    r = ch11.check_repetition_penalty(fn, seed=0, quiet=True)
+    if key == "ok?":
+        assert r.passed, r.message
+        return
+    assert not r.passed and r.key != "wrong values", r.message
+    assert r.key == key or key == "some rows wrong", r.message
+
+
+def test_new_sampling_stubs():
+    def stub(*a):
+        raise NotImplementedError
+    assert ch11.check_min_p_probs(stub, quiet=True).key == "not attempted"
+    assert ch11.check_repetition_penalty(stub, quiet=True).key == "not attempted"

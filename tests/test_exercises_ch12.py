@@ -148,3 +148,115 @@ def test_a_raising_function_does_not_crash(capsys):
 def test_nonsense_and_none():
     assert ch12.check_cross_attention(lambda *a: "nonsense", quiet=True).passed is False
     assert ch12.check_cross_attention(lambda *a: None, quiet=True).key == "returned None"
+
+
+# --- decoder_mask ------------------------------------------------------------------------------------------------
+
+def decoder_mask_ok(tgt_lengths, T):
+    pos = torch.arange(T)
+    causal = pos[None, :] <= pos[:, None]  # (T, T): key s ≤ query t
+    real = pos[None, :] < tgt_lengths[:, None]  # (B, T): key s is a real token
+    return (causal[None, :, :] & real[:, None, :])[:, None]  # (B, 1, T, T)
+
+
+def decoder_mask_kqvlib(tgt_lengths, T):
+    return kqvlib.causal_mask(T) & kqvlib.padding_mask(tgt_lengths, T)
+
+
+@pytest.mark.parametrize("fn", [decoder_mask_ok, decoder_mask_kqvlib])
+def test_decoder_mask_accepts_right_answers(fn):
+    assert ch12.check_decoder_mask(fn, quiet=True)
+
+
+def _dm(causal=lambda t, s: s <= t, real=lambda L, t, s: s < L, shape=lambda m: m[:, None]):
+    def fn(tgt_lengths, T):
+        t, s = torch.arange(T)[:, None], torch.arange(T)[None, :]
+        L = tgt_lengths[:, None, None]
+        return shape(causal(t, s)[None] & real(L, t[None], s[None]))
+    return fn
+
+
+@pytest.mark.parametrize("fn, key", [
+    (_dm(real=lambda L, t, s: torch.ones_like(s, dtype=torch.bool)), "causal only"),
+    (_dm(causal=lambda t, s: torch.ones(t.shape[0], s.shape[1], dtype=torch.bool)), "padding only"),
+    (_dm(real=lambda L, t, s: t < L), "padding along queries"),
+    (_dm(real=lambda L, t, s: (t < L) & (s < L)), "padding along queries"),  # the same mask, as s ≤ t
+    (_dm(causal=lambda t, s: s >= t), "future instead of past"),
+    (_dm(causal=lambda t, s: s < t), "diagonal excluded"),
+    (_dm(real=lambda L, t, s: s <= L), "one padding key too many"),
+    (_dm(shape=lambda m: m), "(B, T, T)"),
+    (lambda L, T: ~decoder_mask_ok(L, T), "inverted"),
+    (lambda L, T: decoder_mask_ok(L, T).float(), "0/1 numbers"),
+    # unlisted: found by the mask diagnosis
+    (_dm(real=lambda L, t, s: s < L - 1), "last real key blocked"),
+    (_dm(real=lambda L, t, s: s < L.max()), "one for the whole batch"),
+    (_dm(real=lambda L, t, s: s < L.max() + 0 * L), "one length for the batch"),
+    (_dm(causal=lambda t, s: s <= t + 1), "future visible"),
+    (lambda L, T: decoder_mask_ok(L, T)[:, 0] & decoder_mask_ok(L, T)[:, 0], "(B, T, T)"),
+    (lambda L, T: decoder_mask_ok(L, T).transpose(-2, -1), "mask transposed"),
+])
+def test_decoder_mask_slips(fn, key):
+    r = ch12.check_decoder_mask(fn, seed=0, quiet=True)
+    assert not r.passed and (r.key == key or key == "future visible" and r.key == "future instead of past"), \
+        r.message
+
+
+def test_decoder_mask_broadcast_error_names_the_line():
+    def no_axis(tgt_lengths, T):
+        pos = torch.arange(T)
+        causal = pos[None, :] <= pos[:, None]
+        real = pos[None, :] < tgt_lengths[:, None]
+        return (causal & real)[:, None]  # (T, T) & (B, T): B ≠ T
+    r = ch12.check_decoder_mask(no_axis, seed=0, quiet=True)
+    assert not r.passed and r.key == "broadcast" and "(causal & real)" in r.message, r.message
+
+
+# --- teacher_forcing ---------------------------------------------------------------------------------------------
+
+def teacher_forcing_ok(tgt_out, bos, eos, pad):
+    B = tgt_out.shape[0]
+    tgt_in = torch.cat([torch.full((B, 1), bos, dtype=tgt_out.dtype), tgt_out[:, :-1]], dim=1)
+    tgt_in = torch.where(tgt_in == eos, pad, tgt_in)
+    labels = tgt_out.masked_fill(tgt_out == pad, -100)
+    return tgt_in, labels
+
+
+def teacher_forcing_in_place(tgt_out, bos, eos, pad):
+    tgt_in = tgt_out.roll(1, dims=1)
+    tgt_in[:, 0] = bos
+    tgt_in[tgt_in == eos] = pad
+    tgt_out[tgt_out == pad] = -100
+    return tgt_in, tgt_out
+
+
+@pytest.mark.parametrize("fn", [teacher_forcing_ok, teacher_forcing_in_place])
+def test_teacher_forcing_accepts_right_answers(fn):
+    assert ch12.check_teacher_forcing(fn, quiet=True)
+
+
+@pytest.mark.parametrize("fn, key", [
+    (lambda o, b, e, p: (o.clone(), teacher_forcing_ok(o, b, e, p)[1]), "no shift"),
+    (lambda o, b, e, p: (torch.cat([torch.where(o[:, 1:] == e, p, o[:, 1:]), torch.full_like(o[:, :1], p)], 1),
+                         teacher_forcing_ok(o, b, e, p)[1]), "shifted left"),
+    (lambda o, b, e, p: (torch.cat([torch.full_like(o[:, :1], b), o[:, :-1]], 1), teacher_forcing_ok(o, b, e, p)[1]),
+     "EOS kept in the input"),
+    (lambda o, b, e, p: (teacher_forcing_ok(o, b, e, p)[0], o.clone()), "labels not masked"),
+    (lambda o, b, e, p: (teacher_forcing_ok(o, b, e, p)[0], o.masked_fill(o == p, -1)), "ignore index −1"),
+    (lambda o, b, e, p: teacher_forcing_ok(o, b, e, p)[::-1], "results swapped"),
+    (lambda o, b, e, p: teacher_forcing_ok(o, b, e, p)[0], "returned part"),
+    # unlisted: found by the generic diagnosis
+    (lambda o, b, e, p: (torch.where(torch.cat([torch.full_like(o[:, :1], b), o[:, 1:]], 1) == e, p,
+                                     torch.cat([torch.full_like(o[:, :1], b), o[:, 1:]], 1)),
+                         teacher_forcing_ok(o, b, e, p)[1]), "shifted by one"),
+    (lambda o, b, e, p: (teacher_forcing_ok(o, b, e, p)[0][:, :-1], teacher_forcing_ok(o, b, e, p)[1]), "off by one"),
+])
+def test_teacher_forcing_slips(fn, key):
+    r = ch12.check_teacher_forcing(fn, seed=0, quiet=True)
+    assert not r.passed and r.key == key, r.message
+
+
+def test_new_decoder_stubs():
+    def stub(*a):
+        raise NotImplementedError
+    assert ch12.check_decoder_mask(stub, quiet=True).key == "not attempted"
+    assert ch12.check_teacher_forcing(stub, quiet=True).key == "not attempted"

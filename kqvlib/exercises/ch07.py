@@ -17,7 +17,8 @@ import math
 
 import torch
 
-from kqvlib.checks import CheckResult, Mistake, Property, Trial, check, close, permuted
+from kqvlib.checks import CheckResult, Mistake, Property, Trial, close, permuted
+from kqvlib.exercises.diagnose import checked as check
 
 __all__ = ["check_sinusoidal_encoding", "check_rotate"]
 

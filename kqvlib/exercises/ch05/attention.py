@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from kqvlib.attention import scaled_dot_product_attention, softmax
-from kqvlib.checks import CheckResult, Mistake, Property, Trial, check, close, constant_factor, transposed
+from kqvlib.checks import CheckResult, Mistake, Property, Trial, close, constant_factor, transposed
+from kqvlib.exercises.diagnose import checked as check
 from kqvlib.exercises.ch05.masks import CONVENTION, NEG_INF
 from kqvlib.exercises.common import Parts, attention_mistakes, explain_error, order_mistakes
 

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from kqvlib.attention import padding_mask
-from kqvlib.checks import CheckResult, Mistake, Trial, check
+from kqvlib.checks import CheckResult, Mistake, Property, Trial
+from kqvlib.exercises.diagnose import checked as check
 
 NEG_INF = float("-inf")
 CONVENTION = "True = attend, False = blocked"
@@ -36,7 +37,46 @@ def _number_mask_hint(out) -> tuple[str, str] | None:
     return None
 
 
-def _check_mask_fn(name, fn, reference, trials, mistakes, sample, seed, quiet, explain=None) -> CheckResult:
+def mask_difference(got, expected, lengths=None) -> tuple[str, str] | None:
+    """(key, hint) for a wrong boolean mask (..., T, S) (True = attend): which entries are wrongly open or
+    blocked: the future, the padding (s ≥ lengths[b]), the diagonal, the last real key, whole rows."""
+    g, e = got > 0.5, expected > 0.5
+    if g.shape != e.shape or e.dim() < 2:
+        return None
+    T, S = e.shape[-2:]
+    t, s = torch.arange(T)[:, None], torch.arange(S)[None, :]
+    L = None if lengths is None else torch.as_tensor(lengths).reshape(-1, *[1] * (e.dim() - 1))
+    extra, missing = g & ~e, e & ~g
+    if T == S and bool((g == e.mT).all()):
+        return "mask transposed", ("your mask is the right one transposed: row t is query t and column s is key s, "
+                                   "so mask[..., t, s] says whether query t may read key s.")
+    if L is not None and e.shape[0] > 1 and bool((g == g[int(L.flatten().argmax())]).all()):
+        return "one length for the batch", ("every sequence got the mask of the longest one: you used one length for "
+                                            "the whole batch (lengths.max()). Compare each key with its own "
+                                            "sequence's length, lengths[:, None] (one row per sequence).")
+    if bool(extra.any()) and not bool(missing.any()):  # entries open that must be blocked
+        if L is not None and bool((extra <= (s >= L)).all()):
+            return "padding visible", ("your mask lets queries read padding keys (key s ≥ the sequence's length): "
+                                       "block every key s ≥ length[b], along the last axis.")
+        if bool((extra <= (s > t)).all()):
+            return "future visible", "your mask lets query t read keys after t, the future: keep only s ≤ t."
+        return "too open", f"your mask allows {int(extra.sum())} entries that must be blocked."
+    if bool(missing.any()) and not bool(extra.any()):
+        if L is not None and bool((missing <= (s == L - 1)).all()):
+            return "last real key blocked", ("your mask blocks the last real token of each sequence (key "
+                                             "length[b] − 1): a sequence of length L has tokens 0 … L−1, so s < L.")
+        if bool((missing <= (s == t)).all()):
+            return "diagonal blocked", "your mask blocks the diagonal: a query may read its own key (s ≤ t, not s < t)."
+        rows = missing.any(-1) & ~g.any(-1)
+        if bool((missing <= rows[..., None]).all()):
+            return "rows blocked", ("your mask blocks whole rows (queries) that must see their keys: padding is "
+                                    "hidden by blocking keys (the last axis), never a query's whole row.")
+        return "too closed", f"your mask blocks {int(missing.sum())} entries that must be open."
+    return None
+
+
+def _check_mask_fn(name, fn, reference, trials, mistakes, sample, seed, quiet, explain=None,
+                   lengths=lambda *a: None) -> CheckResult:
     """check(), preceded by one call on ``sample`` inputs that catches a mask made of numbers."""
     result = None
     try:
@@ -46,7 +86,9 @@ def _check_mask_fn(name, fn, reference, trials, mistakes, sample, seed, quiet, e
     except Exception:  # NotImplementedError and the learner's errors: check() reports them
         pass
     if result is None:
-        return check(name, fn, reference, trials, mistakes, seed=seed, quiet=quiet, explain=explain)
+        masks = Property("mask", lambda args, got, exp: mask_difference(got, exp, lengths(*args)))
+        return check(name, fn, reference, trials, mistakes, seed=seed, quiet=quiet, explain=explain,
+                     properties=[masks], axes=("query", "key"))
     if not quiet:
         print(result.message)
     return result
@@ -153,5 +195,6 @@ def check_padding_mask(fn, *, seed: int | None = None, quiet: bool = False) -> C
     """Check ``fn(lengths, S)`` → bool (B, 1, 1, S), True where key s of sequence b is a real token."""
     sample = (torch.tensor([3, 7, 1, 5]), S_PAD)
     trials = [Trial(_lengths), Trial(_shorter, "used the longest length", _MAX_LENGTH_HINT)]
-    return _check_mask_fn("padding_mask", fn, padding_mask, trials, _PADDING_MISTAKES, sample, seed, quiet)
+    return _check_mask_fn("padding_mask", fn, padding_mask, trials, _PADDING_MISTAKES, sample, seed, quiet,
+                          lengths=lambda L, S: L)
 

@@ -7,7 +7,8 @@ import itertools
 
 import torch
 
-from kqvlib.checks import CheckResult, Mistake, Property, Trial, check, close
+from kqvlib.checks import CheckResult, Mistake, Property, Trial, close
+from kqvlib.exercises.diagnose import checked as check
 from kqvlib.exercises.common import explain_error
 
 F64 = torch.float64
@@ -107,6 +108,12 @@ def _rearranged(candidates, what: str, view=None, viewed: str = "") -> Property:
     ``view(args, got)`` reshapes ``got`` first (described by ``viewed``) so the candidates can match it."""
     def test(args, got, expected):
         x = args[0]
+        if got.shape != expected.shape and close(got.flatten(), expected.flatten()):
+            return "sizes in the wrong order", (
+                f"your output has the right numbers in the right order but shape {tuple(got.shape)}, expected "
+                f"{tuple(expected.shape)}: the sizes given to view/reshape are wrong. Did you unpack the shape in "
+                f"the wrong order? {'x.shape is (B, T, C)' if x.dim() == 3 else 'y.shape is (B, H, T, hs)'}: "
+                f"unpack it in that order ({'B, T, C = x.shape' if x.dim() == 3 else 'B, H, T, hs = y.shape'}).")
         if got.numel() != x.numel() or not close(got.flatten().sort().values, x.double().flatten().sort().values):
             return None
         seen = view(args, got) if view is not None else got

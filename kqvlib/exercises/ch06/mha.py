@@ -10,7 +10,8 @@ import math
 import torch
 
 from kqvlib.attention import causal_mask, softmax
-from kqvlib.checks import CheckResult, Mistake, Property, Trial, check, close
+from kqvlib.checks import CheckResult, Mistake, Property, Trial, close
+from kqvlib.exercises.diagnose import checked as check
 from kqvlib.exercises.ch06.heads import F64, OTHER, SIZES, _explain, _merge, _split
 from kqvlib.exercises.common import Parts, attention_mistakes, attention_property, order_mistakes
 
@@ -78,6 +79,12 @@ def _hs_h(x, W_q, W_k, W_v, W_o, H):  # C split as (hs, H) and merged back the s
     return _attend(q, k, v).permute(0, 2, 3, 1).reshape(B, T, C) @ W_o
 
 
+def _heads_never_moved(x, W_q, W_k, W_v, W_o, H):  # q, k, v left as (B, T, H, hs): heads attend to heads
+    B, T, C = x.shape
+    q, k, v = ((x @ W).view(B, T, H, C // H) for W in (W_q, W_k, W_v))  # (B, T, H, hs)
+    return _attend(q, k, v).reshape(B, T, C) @ W_o
+
+
 def _one_head(x, W_q, W_k, W_v, W_o, H):
     return _attend(x @ W_q, x @ W_k, x @ W_v) @ W_o
 
@@ -110,6 +117,11 @@ _MHA_MISTAKES = [
     Mistake("merge without transpose", _merge_no_transpose,
             "your split is right but your merge is not: (B, H, T, hs) → (B, T, C) needs .transpose(1, 2) "
             "before .reshape(B, T, C). Without it, each output row mixes positions."),
+    Mistake("heads never moved", _heads_never_moved,
+            "there is no transpose anywhere: your q, k and v stay (B, T, H, hs), so the last two axes are "
+            "(H, hs) and each position's heads attend to each other (scores (B, T, H, H)) instead of positions "
+            "to positions. Move the head axis in front of T after the split, .view(B, T, H, hs).transpose(1, "
+            "2) → (B, H, T, hs), and back before merging, .transpose(1, 2).reshape(B, T, C)."),
     Mistake("split as (hs, H)", _hs_h,
             "you split C as (hs, H), so head h got every H-th feature. Each head owns a consecutive slice of "
             "the features: .view(B, T, H, hs), heads first, and merge back in the same order."),
@@ -208,6 +220,11 @@ def _through_w_o() -> Property:
             return "rearranged heads", ("the heads computed the right numbers, but your merge put them in the "
                                         "wrong places. Merge with .transpose(1, 2).reshape(B, T, C) before W_O.")
         found = inner.test(args, heads_got, heads_exp)
+        if found and found[0] == "not a mix of values":
+            return "heads not over positions", (
+                "what your heads produced (your output times W_O⁻¹) is not a weighted mix of each head's value "
+                "rows over the T positions: the attention ran over the wrong axes. Each head's q, k, v must be "
+                "(B, H, T, hs), scores (B, H, T, T); check the transposes of the split and the merge.")
         if found:
             key, hint = found
             return key, "judging by what your heads produced (your output times W_O⁻¹): " + hint

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from kqvlib.block import MLP, LayerNorm
-from kqvlib.checks import CheckResult, Mistake, Trial, check
+from kqvlib.checks import CheckResult, Mistake, Trial
+from kqvlib.exercises.diagnose import checked as check
 from kqvlib.exercises.common import explain_error
 from kqvlib.multihead import MultiHeadAttention
 

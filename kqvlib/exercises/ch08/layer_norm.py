@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from kqvlib.checks import CheckResult, Mistake, Property, Trial, check, close, constant_factor
+from kqvlib.checks import CheckResult, Mistake, Property, Trial, close, constant_factor
+from kqvlib.exercises.diagnose import checked as check
 from kqvlib.exercises.common import explain_error
 
 __all__ = ["check_layer_norm"]

@@ -1,15 +1,5 @@
-"""Checkers for chapter 9: text as numbers. Learners write plain Python on lists of ids, and PyTorch for
-batches.
-
-* ``check_pair_counts(fn)``: fn(ids: list[int]) → dict {(a, b): count} of adjacent pairs (overlapping
-  pairs count: [7, 7, 7] holds (7, 7) twice).
-* ``check_merge(fn)``: fn(ids: list[int], pair: (a, b), new_id: int) → list[int], each occurrence of the
-  pair replaced by new_id, scanning left to right ([7, 7, 7] with (7, 7) → [new_id, 7]).
-* ``check_batch(fn)``: fn(data: (N,) long, starts: (B,) long, block_size: T) → (x, y), both (B, T):
-  x[b] = data[s : s + T], y[b] = data[s + 1 : s + T + 1] with s = starts[b].
-
-Dicts and lists become tensors before they are compared (a pair table: sorted rows (a, b, count)), so
-:mod:`kqvlib.checks` applies unchanged; the learner gets a copy of every list.
+"""Chapter 9 checkers for pair counts and one merge. The chapter's docstring is in
+:mod:`kqvlib.exercises.ch09`.
 """
 from __future__ import annotations
 
@@ -18,17 +8,24 @@ from collections.abc import Mapping
 
 import torch
 
-from kqvlib.checks import CheckResult, Mistake, Property, Trial, check
+from kqvlib.checks import CheckResult, Mistake, Property, Trial
+from kqvlib.exercises.diagnose import checked as check
 from kqvlib.tokenizers import get_pair_counts, merge
 
-__all__ = ["check_pair_counts", "check_merge", "check_batch"]
+__all__ = ["check_pair_counts", "check_merge"]
 
 
 class _Shape(TypeError):
     """The learner returned the wrong kind of object; the message is the hint."""
 
 
+class ListChangedWhileWalked(Exception):
+    """The learner's merge changed the list it was walking and returned a wrong answer."""
+
+
 def _explain(e: BaseException):
+    if isinstance(e, ListChangedWhileWalked) or getattr(e, "kqv_mutated", False):
+        return "mutates the list it walks", _MUTATED_HINT
     if isinstance(e, _Shape):
         return "wrong type", str(e)
     if isinstance(e, IndexError):
@@ -144,9 +141,27 @@ def _ids_tensor(out) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.long)
 
 
+_MUTATED_HINT = (
+    "your loop changes the list it walks (ids[i] = new_id, del ids[i + 1], ids.pop, ids.insert): after each "
+    "replacement the list is shorter, so the indices range(len(ids) - 1) computed at the start run past its end "
+    "or skip ids. Leave ids alone and build a new list: out = [], append new_id or ids[i], return out.")
+
+
 def _merge_of(fn):
+    """The learner's merge, its result as ids; an error or a wrong answer from code that changed the list it
+    was given is marked so that it gets the hint for a loop that mutates what it walks."""
     def run(ids, pair, new_id):
-        out = fn(list(ids), tuple(pair), new_id)
+        mine = list(ids)
+        try:
+            out = fn(mine, tuple(pair), new_id)
+        except NotImplementedError:
+            raise
+        except Exception as e:
+            if mine != list(ids):
+                e.kqv_mutated = True
+            raise
+        if mine != list(ids) and out is not None and list(out) != merge(list(ids), pair, new_id):
+            raise ListChangedWhileWalked("the list you were given changed while your loop walked it")
         return None if out is None else _ids_tensor(out)
     return run
 
@@ -249,51 +264,3 @@ def check_merge(fn, *, seed: int | None = None, quiet: bool = False) -> CheckRes
                       "first two and go on after them, giving [new_id, 7].")],
         mistakes=_MERGE_MISTAKES, properties=[Property("wrong length", _length_differs)],
         explain=_explain, seed=seed, quiet=quiet)
-
-
-# --- batches -------------------------------------------------------------------------------------------------
-
-def _windows(data, starts, T, shift=0):  # (B, T): data[s + shift : s + shift + T] for each start s
-    return data[starts[:, None] + torch.arange(T) + shift]
-
-
-def _batch(data, starts, T):
-    return _windows(data, starts, T), _windows(data, starts, T, 1)
-
-
-def _batch_inputs(g: torch.Generator):
-    """data: 61 distinct ids (so every shift is visible); B = 3 starts ≥ 1; T = 5."""
-    N, B, T = 61, 3, 5
-    data = torch.randperm(1000, generator=g)[:N]
-    starts = torch.randint(1, N - 2 * T - 1, (B,), generator=g)
-    return data, starts, T
-
-
-_BATCH_MISTAKES = [
-    Mistake("no shift", lambda d, s, T: (_windows(d, s, T), _windows(d, s, T)),
-            "y equals x: a model would learn to copy its input. The target at each position is the NEXT id: "
-            "y = data[s + 1 : s + T + 1]."),
-    Mistake("shifted the wrong way", lambda d, s, T: (_windows(d, s, T), _windows(d, s, T, -1)),
-            "your targets are the PREVIOUS ids (data[s - 1 : s + T - 1]). Shift the other way: y = data[s + 1 : s + T + 1]."),
-    Mistake("swapped", lambda d, s, T: (_windows(d, s, T, 1), _windows(d, s, T)),
-            "x and y are swapped: return (x, y) with x = data[s : s + T] and y one further."),
-    Mistake("roll", lambda d, s, T: (_windows(d, s, T), torch.roll(_windows(d, s, T), -1, dims=1)),
-            "torch.roll wraps around, so the last target is the window's FIRST id. Take y from data itself: "
-            "data[s + 1 : s + T + 1] reaches one id past the window."),
-    Mistake("next block", lambda d, s, T: (_windows(d, s, T), _windows(d, s, T, T)),
-            "your targets are the next block (data[s + T : s + 2T]), not the next token. Shift by one."),
-    Mistake("transposed", lambda d, s, T: (_windows(d, s, T).T, _windows(d, s, T, 1).T),
-            "x and y have shape (T, B): stack the windows as rows, torch.stack(list_of_windows) → (B, T)."),
-    Mistake("starts ignored", lambda d, s, T: _batch(d, torch.arange(len(s)), T),
-            "your windows start at 0, 1, 2, …: use the given starts, x[b] = data[starts[b] : starts[b] + T]."),
-    Mistake("one too long", lambda d, s, T: (_windows(d, s, T + 1), _windows(d, s, T + 1, 1)),
-            "your windows hold T + 1 ids: x = data[s : s + T] has T ids (Python slices exclude the end)."),
-    Mistake("one too long, y from it", lambda d, s, T: (_windows(d, s, T + 1)[:, :-1], _windows(d, s, T + 1)),
-            "y has T + 1 ids: slice y = data[s + 1 : s + T + 1], T ids, the window shifted by one."),
-]
-
-
-def check_batch(fn, *, seed: int | None = None, quiet: bool = False) -> CheckResult:
-    """fn(data: (N,) long, starts: (B,) long, block_size: int) → (x, y), both (B, T), y = x shifted by one."""
-    return check("batch", fn, _batch, trials=_batch_inputs, mistakes=_BATCH_MISTAKES, explain=_explain,
-                 seed=seed, quiet=quiet)

@@ -1,15 +1,5 @@
-"""Checkers for chapter 12, *Encoders, decoders and cross-attention*.
-
-    check_cross_attention(fn)   fn(x, memory, memory_mask, Wq, Wk, Wv) → (B, T, d_v): one head of
-                                cross-attention, softmax(Q Kᵀ/√d_k, blocked keys −∞) V with
-                                Q = x Wq (queries from the decoder), K = memory Wk, V = memory Wv
-                                (keys and values from the encoder)
-
-x is (B, T, C), memory (B, S, C), memory_mask (B, S) bool with True for a real source token, Wq and Wk
-(C, d_k), Wv (C, d_v). All sizes differ (B=2, T=4, S=7, C=6, d_k=5, d_v=8), so keys taken from the
-decoder, a (T, T) mask or a mask laid along the queries raise or give other numbers. The first trial has
-no padding (every mask entry True), so the slips of softmax(Q Kᵀ/√d_k) V shared with earlier chapters show
-as they are; the second pads the source, so a mask that is ignored or inverted shows too.
+"""Chapter 12 checker for one head of cross-attention with a source padding mask
+(``check_cross_attention``). The chapter's docstring is in :mod:`kqvlib.exercises.ch12`.
 """
 from __future__ import annotations
 
@@ -19,7 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from kqvlib.checks import CheckResult, Mistake, Trial, check
+from kqvlib.checks import CheckResult, Mistake, Trial
+from kqvlib.exercises.diagnose import checked as check
 from kqvlib.exercises.common import Parts, attention_mistakes, attention_property, explain_error, order_mistakes
 
 __all__ = ["check_cross_attention"]

@@ -1,18 +1,13 @@
-"""Checkers for chapter 11, *Generating text, and the KV cache*.
-
-    check_top_k_probs(fn)    fn(logits, k) → probabilities: the k most likely tokens, renormalised
-    check_top_p_probs(fn)    fn(logits, p, temperature) → probabilities: logits / temperature FIRST,
-                             then the nucleus (the smallest set of most likely tokens whose probability
-                             reaches p, the token that crosses p included), renormalised
-
-logits are (B, V) float64 with B = 3 rows and V = 11 tokens, so a transpose or a softmax over the wrong
-axis fails loudly. Every Mistake below is a slip a learner is likely to make, with its own hint.
+"""Chapter 11 checkers for top-k and top-p (``check_top_k_probs``, ``check_top_p_probs``) and the support
+diagnosis every sampling rule of the chapter shares. The chapter's docstring is in
+:mod:`kqvlib.exercises.ch11`.
 """
 from __future__ import annotations
 
 import torch
 
-from kqvlib.checks import CheckResult, Mistake, Trial, check
+from kqvlib.checks import CheckResult, Mistake, Property, Trial, close
+from kqvlib.exercises.diagnose import checked as check
 
 __all__ = ["check_top_k_probs", "check_top_p_probs"]
 
@@ -26,6 +21,48 @@ def _logits(g: torch.Generator) -> torch.Tensor:
 
 def _renorm(probs: torch.Tensor) -> torch.Tensor:
     return probs / probs.sum(-1, keepdim=True)
+
+
+def support_property(temperature=lambda *a: 1.0) -> Property:
+    """Compare a wrong (B, V) distribution with the right one token by token: the kept set (probability > 0)
+    per row, and the proportions among the kept tokens (which should be softmax(logits / temperature))."""
+    def test(args, got, expected):
+        logits = args[0]
+        if got.shape != expected.shape:
+            return None
+        if bool((got < -1e-12).any()):
+            return "negative", "some of your probabilities are negative: return probabilities, not logits or log-probabilities."
+        kg, ke = got > 1e-12, expected > 1e-12
+        if not bool((kg == ke).all()):
+            rows = [b for b in range(got.shape[0]) if not bool((kg[b] == ke[b]).all())]
+            if len(rows) < got.shape[0]:
+                return "some rows wrong", (
+                    f"rows {[b for b in range(got.shape[0]) if b not in rows]} keep the right tokens but rows {rows} "
+                    f"do not: each row needs its own cut-off (its own max, sort or cumulative sum, along dim=-1), "
+                    f"not one value for the whole batch.")
+            extra, missing = (kg & ~ke).sum(-1), (ke & ~kg).sum(-1)
+            if bool((missing == 0).all()):
+                return "kept too many", (f"you kept {int(extra.min())}–{int(extra.max())} token(s) per row that "
+                                         f"should be dropped: the cut-off keeps too much (≤ against <, the wrong "
+                                         f"threshold, or compared on logits instead of probabilities).")
+            if bool((extra == 0).all()):
+                return "kept too few", (f"you dropped {int(missing.min())}–{int(missing.max())} token(s) per row "
+                                        f"that should be kept: the cut-off is too strict (< against ≤, or the "
+                                        f"wrong threshold).")
+            return "wrong tokens kept", ("the tokens you keep are not the right ones in any row: check which side of "
+                                         "the cut-off you keep, that it is measured on probabilities, and that "
+                                         "every softmax, max and sum runs along the tokens, dim=-1.")
+        sums = got.sum(-1)
+        if abs(float(got.sum()) - 1) < 1e-6 and got.shape[0] > 1:
+            return "normalised over the batch", ("you divided by the sum of the whole batch: each row is its own "
+                                                 "distribution, divide by probs.sum(dim=-1, keepdim=True).")
+        if not close(sums, torch.ones_like(sums)):
+            return "not renormalised", (f"you keep the right tokens but each row sums to {float(sums.min()):.3g} … "
+                                        f"{float(sums.max()):.3g}: divide by what is left (renormalise last).")
+        return "kept proportions wrong", ("the right tokens are kept and each row sums to 1, but their proportions "
+                                          "are off: the kept tokens' probabilities must be proportional to "
+                                          "softmax(logits / temperature), in vocabulary order.")
+    return Property("support", test)
 
 
 # --- top-k -------------------------------------------------------------------------------------------------
@@ -73,7 +110,7 @@ def check_top_k_probs(fn, *, seed=None, quiet=False) -> CheckResult:
               Trial(lambda g: (_logits(g), 1), key="k = 1",
                     hint="wrong for k = 1 only: then only the single most likely token keeps probability 1.")]
     return check("top_k_probs", fn, reference=top_k_probs, trials=trials, mistakes=_top_k_mistakes(),
-                 nan_hint=_NAN_HINT_K, seed=seed, quiet=quiet)
+                 properties=[support_property()], axes=("row", "token"), nan_hint=_NAN_HINT_K, seed=seed, quiet=quiet)
 
 
 # --- top-p (nucleus) ---------------------------------------------------------------------------------------
@@ -142,7 +179,7 @@ def check_top_p_probs(fn, *, seed=None, quiet=False) -> CheckResult:
               Trial(lambda g: (_logits(g), 1.0, 1.0), key="p = 1",
                     hint="wrong for p = 1: then every token is kept and the result is the plain softmax.")]
     return check("top_p_probs", fn, reference=top_p_probs, trials=trials, mistakes=_top_p_mistakes(),
-                 nan_hint=_NAN_HINT, seed=seed, quiet=quiet)
+                 properties=[support_property()], axes=("row", "token"), nan_hint=_NAN_HINT, seed=seed, quiet=quiet)
 
 
 _NAN_HINT = ("A row with every token masked gives softmax(all -inf) = NaN: the nucleus must never be empty. "
