@@ -104,6 +104,29 @@ def test_encode_of_training_text_compresses(bpe):
     assert len(ids) < 0.6 * len(TRAIN_TEXT.encode())
 
 
+def _encode_in_rank_order(tok: BPETokenizer, text: str) -> list[int]:
+    """The straightforward encoder: in each chunk, apply merge 0 everywhere, then merge 1, … (a merge can
+    only create pairs of a later rank, so this is what encoding must give)."""
+    out = []
+    for chunk in __import__("re").findall(tok.pattern, text):
+        ids = list(chunk.encode("utf-8"))
+        for k, pair in enumerate(tok.merges):
+            ids = merge(ids, pair, 256 + k)
+        out.extend(ids)
+    return out
+
+
+def test_encode_applies_merges_in_rank_order(bpe):
+    # The smallest case where the order matters: "abc" with merges ab → 256 (first), bc → 257 (second).
+    tok = BPETokenizer([(ord("a"), ord("b")), (ord("b"), ord("c"))])
+    assert tok.encode("abc") == [256, ord("c")], "the earliest merge wins, not the latest"
+    rng = random.Random(0)
+    for text in [TRAIN_TEXT, *SAMPLES, *(_random_text(rng, 300) for _ in range(5))]:
+        assert bpe.encode(text) == _encode_in_rank_order(bpe, text)
+    # the token count of a fixed text: latest-first encodes TRAIN_TEXT into more tokens
+    assert len(bpe.encode(TRAIN_TEXT)) == len(_encode_in_rank_order(bpe, TRAIN_TEXT))
+
+
 def test_vocab_is_bytes_of_merges(bpe):
     for k, (a, b) in enumerate(bpe.merges):
         assert bpe.vocab[256 + k] == bpe.vocab[a] + bpe.vocab[b]
