@@ -20,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from kqvlib._common import require, require_float
+from kqvlib._common import as_device, is_int, require, require_dtype, require_float, require_same_device
 
 
 def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -30,14 +30,24 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
     Subtracting each row's maximum before ``exp`` changes nothing mathematically
     (the factor e^-max cancels) but keeps ``exp`` from overflowing. A row that is entirely
-    ``-inf`` (every entry blocked) returns all zeros instead of NaN.
+    ``-inf`` (every entry blocked) returns all zeros instead of NaN. A NaN (or a +inf, which leaves
+    inf − inf) makes its whole row NaN, as in ``torch.softmax``; an empty ``x`` gives an empty result.
     """
     require_float("softmax", "x", x)
+    _require_dim("softmax", x, dim)
+    if x.dim() and x.shape[dim] == 0:  # nothing to normalise (amax has no identity to reduce an empty axis to)
+        return x.clone()
     m = x.amax(dim=dim, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # an all -inf row: shift by 0, not by -inf
+    m = torch.where(m == float("-inf"), torch.zeros_like(m), m)  # an all -inf row: shift by 0, not by -inf
     e = torch.exp(x - m)
-    s = e.sum(dim=dim, keepdim=True)
-    return torch.where(s > 0, e / s.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(e))
+    s = e.sum(dim=dim, keepdim=True)  # ≥ 1 in a row with a finite maximum; 0 in an all -inf row; NaN with a NaN
+    return torch.where(s == 0, torch.zeros_like(e), e / s.clamp_min(torch.finfo(x.dtype).tiny))
+
+
+def _require_dim(func: str, x: torch.Tensor, dim: object) -> None:
+    n = max(x.dim(), 1)  # a 0-d tensor takes dim 0 or -1, as in torch
+    require(is_int(dim) and -n <= dim < n, lambda: (
+        f"{func}: dim must be an int in [{-n}, {n - 1}] for x of shape {tuple(x.shape)}, got {dim!r}"))
 
 
 def soft_lookup(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -52,6 +62,9 @@ def soft_lookup(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -
     """
     for name, t in (("query", query), ("keys", keys), ("values", values)):
         require_float("soft_lookup", name, t)
+    require(query.dtype == keys.dtype == values.dtype, lambda: (
+        f"soft_lookup: query, keys and values must share a dtype, got {query.dtype}, {keys.dtype}, {values.dtype}"))
+    require_same_device("soft_lookup", query=query, keys=keys, values=values)
     require(
         query.dim() == 1 and keys.dim() == 2 and values.dim() == 2
         and keys.shape[1] == query.shape[0] and values.shape[0] == keys.shape[0],
@@ -77,9 +90,8 @@ def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tenso
     Row t is query t, column s is key s. Its transpose (True on and above the diagonal) lets every
     position read the future instead of the past; chapter 5 trains a model with it to show what happens.
     """
-    require(isinstance(T, int) and not isinstance(T, bool) and T >= 1,
-            lambda: f"causal_mask: T must be a positive int, got {T!r}")
-    return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+    require(is_int(T) and T >= 0, lambda: f"causal_mask: T must be a positive int (or 0: empty), got {T!r}")
+    return torch.ones(T, T, dtype=torch.bool, device=as_device("causal_mask", "device", device)).tril()
 
 
 def padding_mask(lengths: Sequence[int] | torch.Tensor, S: int,
@@ -97,14 +109,21 @@ def padding_mask(lengths: Sequence[int] | torch.Tensor, S: int,
     the loss). A sequence of length 0 blocks every key, so each of its queries gets a fully masked row,
     whose weights this module defines to be zeros (see the module docstring).
     """
-    require(isinstance(S, int) and not isinstance(S, bool) and S >= 1,
-            lambda: f"padding_mask: S must be a positive int, got {S!r}")
-    lengths = torch.as_tensor(lengths, device=device)
-    require(lengths.dim() == 1 and not lengths.is_floating_point() and lengths.dtype != torch.bool,
+    require(is_int(S) and S >= 0, lambda: f"padding_mask: S must be a positive int (or 0: empty), got {S!r}")
+    device = as_device("padding_mask", "device", device)
+    if isinstance(lengths, (list, tuple)) and len(lengths) == 0:
+        lengths = torch.zeros(0, dtype=torch.long)  # an empty batch (as_tensor would make it float)
+    try:
+        lengths = torch.as_tensor(lengths, device=device)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"padding_mask: lengths must be B integers, shape (B,), got {lengths!r:.60} ({e})") from None
+    require(lengths.dim() == 1 and not lengths.is_floating_point() and not lengths.is_complex()
+            and lengths.dtype != torch.bool,
             lambda: f"padding_mask: lengths must be B integers, shape (B,), got shape "
                     f"{tuple(lengths.shape)} of {lengths.dtype}")
+    require(lengths.device.type != "meta", "padding_mask: lengths is on the meta device (it has no values)")
     require(bool(((lengths >= 0) & (lengths <= S)).all()),
-            lambda: f"padding_mask: every length must be in 0..S={S}, got {lengths.tolist()}")
+            lambda: f"padding_mask: lengths must each be in 0..S={S}, got {lengths.tolist()}")
     keys = torch.arange(S, device=lengths.device)  # (S,)
     return (keys[None, :] < lengths[:, None])[:, None, None, :]  # (B, S) → (B, 1, 1, S)
 
@@ -118,12 +137,12 @@ def as_additive(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch
     """
     require(isinstance(mask, torch.Tensor),
             lambda: f"as_additive: mask must be a torch.Tensor, got {type(mask).__name__}")
+    require_dtype("as_additive", "dtype", dtype)
     if mask.is_floating_point():
         return mask
     require(mask.dtype == torch.bool, lambda: (
         f"as_additive: mask must be bool (True = attend) or float (added to the scores), got {mask.dtype} "
         f"with shape {tuple(mask.shape)}. A 0/1 integer mask is ambiguous: convert it with mask.bool()"))
-    require(dtype.is_floating_point, lambda: f"as_additive: dtype must be a float type, got {dtype}")
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
 
 
@@ -133,19 +152,27 @@ def combine_masks(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tenso
     Two boolean masks give their ``&``; a float mask involved gives the sum of both as float masks.
     ``None`` means "no mask" and leaves the other one as it is. The two shapes must broadcast together:
     (T, S) and (B, 1, 1, S) give (B, 1, T, S)."""
+    for name, m in (("a", a), ("b", b)):
+        require(m is None or isinstance(m, torch.Tensor) and (m.dtype == torch.bool or m.is_floating_point()),
+                lambda: f"combine_masks: {name} must be None or a bool or float mask tensor, got "
+                        + (f"{m.dtype} with shape {tuple(m.shape)}; convert a 0/1 mask with mask.bool()"
+                           if isinstance(m, torch.Tensor) else type(m).__name__))
     if a is None or b is None:
         return b if a is None else a
+    require(a.device == b.device, lambda: f"combine_masks: a is on {a.device}, b on {b.device}")
     try:
         if a.dtype == torch.bool and b.dtype == torch.bool:
             return a & b
         dtype = a.dtype if a.is_floating_point() else b.dtype
         return as_additive(a, dtype) + as_additive(b, dtype)
     except RuntimeError as e:  # shapes that do not broadcast: name them (checked only on failure)
-        raise ValueError(f"combine_masks: masks of shapes {tuple(a.shape)} and {tuple(b.shape)} do not "
-                         f"broadcast together ({e})") from None
+        raise ValueError(f"combine_masks: masks a and b of shapes {tuple(a.shape)} and {tuple(b.shape)} do "
+                         f"not broadcast together ({e})") from None
 
 
-def _check_mask(mask: torch.Tensor, scores_shape: torch.Size) -> None:
+def _check_mask(mask: torch.Tensor, scores_shape: torch.Size, q: torch.Tensor) -> None:
+    require(isinstance(mask, torch.Tensor), lambda: (
+        f"scaled_dot_product_attention: mask must be None or a bool or float tensor, got {type(mask).__name__}"))
     require(mask.dtype == torch.bool or mask.is_floating_point(), lambda: (
         f"scaled_dot_product_attention: the mask must be bool (True = attend) or float (added to the "
         f"scores), got {mask.dtype} with shape {tuple(mask.shape)}; convert a 0/1 mask with mask.bool()"))
@@ -156,6 +183,10 @@ def _check_mask(mask: torch.Tensor, scores_shape: torch.Size) -> None:
     require(fits, lambda: (
         f"scaled_dot_product_attention: a mask of shape {tuple(mask.shape)} does not broadcast to the "
         f"scores' shape {tuple(scores_shape)} (..., T, S). A mask transposed by mistake has shape (S, T)."))
+    require(mask.dtype == torch.bool or mask.dtype == q.dtype, lambda: (
+        f"scaled_dot_product_attention: a float mask must have the dtype of q ({q.dtype}), got {mask.dtype}"))
+    require(mask.device == q.device, lambda: (
+        f"scaled_dot_product_attention: mask is on {mask.device}, q on {q.device}"))
 
 
 def scaled_dot_product_attention(
@@ -183,10 +214,19 @@ def scaled_dot_product_attention(
     require(k.shape[-2] == v.shape[-2], lambda: (
         f"scaled_dot_product_attention: k has shape {tuple(k.shape)} and v has shape {tuple(v.shape)}; "
         f"they must have the same number of positions S (dimension -2)"))
+    require(q.shape[-1] >= 1, lambda: f"scaled_dot_product_attention: q has d_k = 0 (shape {tuple(q.shape)})")
+    require_same_device("scaled_dot_product_attention", q=q, k=k, v=v)
+    try:
+        lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        lead = None
+    require(lead is not None, lambda: (
+        f"scaled_dot_product_attention: the batch dimensions of q {tuple(q.shape)}, k {tuple(k.shape)} and "
+        f"v {tuple(v.shape)} (all but the last two) do not broadcast together"))
     d_k = q.shape[-1]
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  # (..., T, S)
     if mask is not None:
-        _check_mask(mask, scores.shape)
+        _check_mask(mask, scores.shape, q)
         if mask.dtype == torch.bool:
             scores = scores.masked_fill(~mask, float("-inf"))
         else:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pooch
 import torch
 
-from kqvlib._common import require
+from kqvlib._common import as_device, require, require_generator, require_ids, require_int, require_real, require_str
 from kqvlib.tokenizers import CharTokenizer
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -31,8 +31,9 @@ ENV_FILE = "KQV_TINYSHAKESPEARE"
 ENV_CACHE = "KQV_CACHE_DIR"
 
 
-class DatasetError(RuntimeError):
-    """The dataset is missing or corrupt; the message says how to get a good copy. Built in chapter 9."""
+class DatasetError(RuntimeError, ValueError):
+    """The dataset is missing, corrupt or unreadable; the message says how to get a good copy. It is also a
+    ``ValueError``, like every other error kqvlib raises for what it was given. Built in chapter 9."""
 
 
 def cache_dir() -> Path:
@@ -85,8 +86,24 @@ def load_tinyshakespeare(url: str = URL, sha256: str = SHA256, timeout: float = 
 
     Order: the file named by $KQV_TINYSHAKESPEARE (must exist and match the checksum), then the
     cache, then a download into the cache. A cached file with the wrong checksum is deleted and
-    downloaded again. Raises :class:`DatasetError` with instructions when no good copy can be had.
+    downloaded again. Raises :class:`DatasetError` with instructions when no good copy can be had
+    (also when the file or the cache folder cannot be read), ``ValueError`` for a bad argument.
     """
+    require_str("load_tinyshakespeare", "url", url)
+    require(isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256) is not None,
+            lambda: f"load_tinyshakespeare: sha256 must be 64 lowercase hex digits, got {sha256!r}")
+    require_real("load_tinyshakespeare", "timeout", timeout, lo=0, lo_open=True)
+    try:
+        return _load(url, sha256, timeout)
+    except PermissionError as e:  # a file or folder this process may not read or write
+        where = f"{ENV_FILE}={os.environ[ENV_FILE]}" if os.environ.get(ENV_FILE) else \
+            f"the cache folder {cache_dir()} (set by {ENV_CACHE}, else XDG_CACHE_HOME, else ~/.cache)"
+        raise DatasetError(f"Tiny Shakespeare cannot be read or saved: permission denied for {e.filename or where} "
+                           f"({where}). Make it readable, or point {ENV_CACHE} at a folder you may write to, "
+                           f"or {ENV_FILE} at a copy of the file.") from e
+
+
+def _load(url: str, sha256: str, timeout: float) -> str:
     env = os.environ.get(ENV_FILE)
     if env:
         p = Path(env)
@@ -105,7 +122,9 @@ def load_tinyshakespeare(url: str = URL, sha256: str = SHA256, timeout: float = 
 
 def train_val_split(data: torch.Tensor, train_fraction: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a 1-D tensor of N ids into the first ⌊fN⌋ (train) and the rest (val). Built in chapter 9."""
+    require_ids("train_val_split", "data", data)
     require(data.dim() == 1, lambda: f"train_val_split: data must be 1-D, got shape {tuple(data.shape)}")
+    require_real("train_val_split", "train_fraction", train_fraction, lo=0, hi=1)
     n = int(train_fraction * len(data))
     return data[:n], data[n:]
 
@@ -119,7 +138,12 @@ def get_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows from a 1-D id tensor: x (B, T) and the next-token targets y (B, T), y = x shifted
     by one. Built in chapter 9."""
+    require_ids("get_batch", "data", data)
     require(data.dim() == 1, lambda: f"get_batch: data must be 1-D, got shape {tuple(data.shape)}")
+    require_int("get_batch", "batch_size", batch_size, lo=0)
+    require_int("get_batch", "block_size", block_size, lo=1)
+    require_generator("get_batch", "generator", generator)
+    device = as_device("get_batch", "device", device) or torch.device("cpu")
     require(len(data) > block_size,
             lambda: f"get_batch: data has {len(data)} tokens, need more than block_size={block_size}")
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,)

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kqvlib._common import require
+from kqvlib._common import lookup, require, require_choice, require_int, require_real
 from kqvlib.block import Block, make_norm
 from kqvlib.multihead import KVCache
 from kqvlib.positions import LearnedPositions, RotaryEmbedding, SinusoidalPositions
@@ -45,9 +45,7 @@ class GPT(nn.Module):
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        require(cfg.n_embd % cfg.n_head == 0,
-                f"GPTConfig: n_embd={cfg.n_embd} not divisible by n_head={cfg.n_head}")
-        require(cfg.pos_emb in POSITIONS, f"GPTConfig.pos_emb must be one of {POSITIONS}, got {cfg.pos_emb!r}")
+        _check_config(cfg)
         self.config = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         # Positions (chapter 7): vectors added to the embeddings, or a rotation inside every attention.
@@ -93,20 +91,24 @@ class GPT(nn.Module):
         """idx: (B, T) token ids, T ≤ block_size. targets: (B, T) or None.
         caches: one KVCache per block (generation): idx then holds only the positions not yet cached.
         Returns logits (B, T, V) and the mean cross-entropy (or None without targets)."""
-        require(idx.dim() == 2 and not idx.is_floating_point(),
-                lambda: f"GPT: idx must be integer token ids of shape (B, T), got {tuple(idx.shape)} {idx.dtype}")
+        require(isinstance(idx, torch.Tensor) and idx.dim() == 2 and idx.dtype in (torch.long, torch.int),
+                lambda: f"GPT: idx must be integer token ids (int64 or int32) of shape (B, T), got "
+                        + (f"{tuple(idx.shape)} {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__))
+        require(idx.device == self.tok_emb.weight.device, lambda: (
+            f"GPT: idx is on {idx.device}, the model on {self.tok_emb.weight.device}; move one to the other"))
         B, T = idx.shape
+        require(caches is None or isinstance(caches, list) and len(caches) == len(self.blocks), lambda: (
+            f"GPT: caches must be None or a list of one KVCache per block ({len(self.blocks)}), got "
+            + (f"a list of {len(caches)}" if isinstance(caches, list) else type(caches).__name__)))
         past = len(caches[0]) if caches else 0
         require(past + T <= self.config.block_size,
                 lambda: f"GPT: sequence length {past + T} exceeds block_size {self.config.block_size}")
-        require(targets is None or targets.shape == idx.shape,
-                lambda: f"GPT: targets have shape {tuple(targets.shape)}, expected {tuple(idx.shape)} like idx")
-        try:
-            x = self.tok_emb(idx)  # (B, T, C)
-        except IndexError:  # raised by the embedding on the CPU; the check costs nothing when ids are fine
-            bad = idx[(idx < 0) | (idx >= self.config.vocab_size)]
-            raise ValueError(f"GPT: token id {bad[0].item()} is outside the vocabulary "
-                             f"(vocab_size {self.config.vocab_size}: ids 0..{self.config.vocab_size - 1})") from None
+        require(targets is None or isinstance(targets, torch.Tensor) and targets.shape == idx.shape
+                and targets.dtype in (torch.long, torch.int) and targets.device == idx.device,
+                lambda: f"GPT: targets have shape {tuple(targets.shape)} {targets.dtype} on {targets.device}, "
+                        f"expected integer ids of shape {tuple(idx.shape)} like idx" if isinstance(targets, torch.Tensor)
+                else f"GPT: targets must be a tensor of ids or None, got {type(targets).__name__}")
+        x = lookup("GPT", "idx", self.tok_emb, idx)  # (B, T, C); an id outside the vocabulary is named
         if self.pos is not None:
             x = x + self.pos(T, offset=past)  # + (T, C)
         x = self.drop(x)
@@ -115,5 +117,29 @@ class GPT(nn.Module):
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T))  # (B·T, V) vs (B·T,)
+            try:
+                loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T))  # (B·T, V) vs (B·T,)
+            except (IndexError, RuntimeError):  # raised for a target outside 0..V-1 (checked only then)
+                V = self.config.vocab_size
+                bad = targets[((targets < 0) & (targets != -100)) | (targets >= V)]
+                if not len(bad):
+                    raise
+                raise ValueError(f"GPT: targets hold id {bad[0].item()}, outside the vocabulary (vocab_size {V}: "
+                                 f"ids 0..{V - 1}, or -100 to ignore a position)") from None
         return logits, loss
+
+
+def _check_config(cfg: GPTConfig) -> None:
+    """Every field of a GPTConfig, checked before anything is built; the error names the field."""
+    require(isinstance(cfg, GPTConfig), lambda: f"GPT: cfg must be a GPTConfig, got {type(cfg).__name__}")
+    for name in ("vocab_size", "block_size", "n_head", "n_embd"):
+        require_int("GPTConfig", name, getattr(cfg, name), lo=1)
+    require_int("GPTConfig", "n_layer", cfg.n_layer, lo=0)
+    require(cfg.n_embd % cfg.n_head == 0, f"GPTConfig: n_embd={cfg.n_embd} not divisible by n_head={cfg.n_head}")
+    require_real("GPTConfig", "dropout", cfg.dropout, lo=0, hi=1, hi_open=True)
+    require_choice("GPTConfig", "pos_emb", cfg.pos_emb, POSITIONS)
+    require_choice("GPTConfig", "attn_impl", cfg.attn_impl, ("sdpa", "scratch"))
+    require_choice("GPTConfig", "norm", cfg.norm, ("layernorm", "rmsnorm"))
+    require(cfg.pos_emb != "rope" or (cfg.n_embd // cfg.n_head) % 2 == 0, lambda: (
+        f"GPTConfig: pos_emb='rope' rotates pairs of features, so the head size n_embd / n_head must be even, "
+        f"got n_embd={cfg.n_embd}, n_head={cfg.n_head}"))

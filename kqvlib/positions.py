@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from kqvlib._common import require
+from kqvlib._common import is_int, require, require_dtype, require_float, require_int, require_real
 
 
 def sinusoidal_encoding(T: int, d_model: int, base: float = 10000.0,
@@ -28,7 +28,11 @@ def sinusoidal_encoding(T: int, d_model: int, base: float = 10000.0,
     Column 2i holds sin(p · ω_i) and column 2i+1 cos(p · ω_i), with ω_i = base^(-2i/d_model).
     Computed in float64, then rounded once to ``dtype``.
     """
-    require(d_model % 2 == 0, lambda: f"sinusoidal_encoding: d_model must be even, got {d_model}")
+    require_int("sinusoidal_encoding", "T", T, lo=0)
+    require(is_int(d_model) and d_model >= 0 and d_model % 2 == 0,
+            lambda: f"sinusoidal_encoding: d_model must be even, an int ≥ 0, got {d_model!r}")
+    require_real("sinusoidal_encoding", "base", base, lo=0, lo_open=True)
+    require_dtype("sinusoidal_encoding", "dtype", dtype)
     pos = torch.arange(T, dtype=torch.float64)[:, None]  # (T, 1)
     omega = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (C/2,)
     pe = torch.empty(T, d_model, dtype=torch.float64)
@@ -42,6 +46,9 @@ class SinusoidalPositions(nn.Module):
 
     def __init__(self, max_positions: int, d_model: int):
         super().__init__()
+        require_int("SinusoidalPositions", "max_positions", max_positions, lo=1)
+        require(is_int(d_model) and d_model >= 2 and d_model % 2 == 0,
+                lambda: f"SinusoidalPositions: d_model must be even, an int ≥ 2, got {d_model!r}")
         self.max_positions, self.d_model = max_positions, d_model
         self.register_buffer("table", sinusoidal_encoding(max_positions, d_model), persistent=False)
 
@@ -53,9 +60,7 @@ class SinusoidalPositions(nn.Module):
         return self
 
     def forward(self, T: int, offset: int = 0) -> torch.Tensor:
-        require(offset + T <= self.max_positions,
-                lambda: f"SinusoidalPositions: positions up to {offset + T - 1} asked, at most "
-                        f"{self.max_positions - 1} prepared")
+        _check_span("SinusoidalPositions", T, offset, self.max_positions)
         return self.table[offset : offset + T]  # (T, C)
 
 
@@ -64,13 +69,13 @@ class LearnedPositions(nn.Module):
 
     def __init__(self, max_positions: int, d_model: int):
         super().__init__()
+        require_int("LearnedPositions", "max_positions", max_positions, lo=1)
+        require_int("LearnedPositions", "d_model", d_model, lo=1)
         self.max_positions = max_positions
         self.table = nn.Embedding(max_positions, d_model)
 
     def forward(self, T: int, offset: int = 0) -> torch.Tensor:
-        require(offset + T <= self.max_positions,
-                lambda: f"LearnedPositions: positions up to {offset + T - 1} asked, only "
-                        f"{self.max_positions} were learned")
+        _check_span("LearnedPositions", T, offset, self.max_positions)
         return self.table(torch.arange(offset, offset + T, device=self.table.weight.device))  # (T, C)
 
 
@@ -87,7 +92,10 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, head_size: int, max_positions: int, base: float = 10000.0):
         super().__init__()
-        require(head_size % 2 == 0, lambda: f"RotaryEmbedding: head_size must be even, got {head_size}")
+        require(is_int(head_size) and head_size >= 2 and head_size % 2 == 0,
+                lambda: f"RotaryEmbedding: head_size must be even, an int ≥ 2, got {head_size!r}")
+        require_int("RotaryEmbedding", "max_positions", max_positions, lo=1)
+        require_real("RotaryEmbedding", "base", base, lo=0, lo_open=True)
         self.head_size, self.max_positions, self.base = head_size, max_positions, base
         cos, sin = self._tables(torch.float32, torch.device("cpu"))
         self.register_buffer("cos", cos, persistent=False)  # (P, hs)
@@ -111,13 +119,24 @@ class RotaryEmbedding(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        require_float("RotaryEmbedding", "x", x, min_dim=2)
+        require(x.shape[-1] == self.head_size, lambda: (
+            f"RotaryEmbedding: x must have shape (..., T, head_size={self.head_size}), got {tuple(x.shape)}"))
         T = x.shape[-2]
-        require(offset + T <= self.max_positions,
-                lambda: f"RotaryEmbedding: positions up to {offset + T - 1} asked, at most "
-                        f"{self.max_positions - 1} prepared")
+        _check_span("RotaryEmbedding", T, offset, self.max_positions)
         cos, sin = self.cos[offset : offset + T], self.sin[offset : offset + T]  # (T, hs) each
         if cos.dtype != x.dtype:
             cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)  # 2 × (B, H, T, hs/2)
         # (x1, x2) ↦ (x1·cos − x2·sin, x2·cos + x1·sin): a rotation of each pair (x1_i, x2_i)
         return x * cos + torch.cat([x2, x1], dim=-1) * sin  # (B, H, T, hs)
+
+
+def _check_span(func: str, T: int, offset: int, max_positions: int) -> None:
+    """Positions offset … offset + T − 1 must lie in 0 … max_positions − 1 (a negative offset would
+    silently wrap around to the end of the table)."""
+    require(is_int(T) and T >= 0, lambda: f"{func}: T (the number of positions) must be an int ≥ 0, got {T!r}")
+    require(is_int(offset) and offset >= 0, lambda: f"{func}: offset must be an int ≥ 0, got {offset!r}")
+    require(offset + T <= max_positions, lambda: (
+        f"{func}: positions up to {offset + T - 1} asked (offset {offset} + T {T}), at most "
+        f"{max_positions - 1} prepared (max_positions {max_positions})"))

@@ -126,8 +126,9 @@ def test_causal_mask():
     m = causal_mask(4)
     assert m.dtype == torch.bool and m.shape == (4, 4)
     assert m.tolist() == [[True, False, False, False], [True, True, False, False], [True, True, True, False], [True] * 4]
-    with pytest.raises(ValueError):
-        causal_mask(0)
+    assert causal_mask(0).shape == (0, 0)  # empty, as torch.ones(0, 0).tril()
+    with pytest.raises(ValueError, match="T must be"):
+        causal_mask(-1)
 
 
 def test_soft_lookup_is_single_query_attention_without_scaling():

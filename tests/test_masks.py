@@ -35,10 +35,15 @@ def test_causal_mask_is_lower_triangle_with_diagonal(T):
     assert torch.equal(m, t[None, :] <= t[:, None])  # key s allowed for query t iff s ≤ t
 
 
-@pytest.mark.parametrize("T", [0, -3, 2.0, True, "4"])
+@pytest.mark.parametrize("T", [-3, 2.0, True, "4", None])
 def test_causal_mask_rejects_bad_T(T):
-    with pytest.raises(ValueError, match="positive int"):
+    with pytest.raises(ValueError, match="causal_mask: T must be a positive int"):
         causal_mask(T)
+
+
+def test_empty_masks_are_empty_as_in_torch():
+    assert causal_mask(0).shape == (0, 0) and causal_mask(0).dtype == torch.bool
+    assert padding_mask([], 4).shape == (0, 1, 1, 4) and padding_mask([0, 0], 0).shape == (2, 1, 1, 0)
 
 
 def test_causal_mask_matches_is_causal_as_bool_and_additive():
@@ -82,8 +87,10 @@ def test_padding_mask_accepts_sequences_and_int_tensors(lengths):
     (torch.tensor([True, False]), 4, "bool"),
     ([2, 5], 4, r"0..S=4, got \[2, 5\]"),
     ([-1, 2], 4, r"got \[-1, 2\]"),
-    ([1, 2], 0, "S must be a positive int"),
+    ([1, 2], -1, "S must be a positive int"),
     ([1, 2], 4.0, "S must be a positive int"),
+    ("ab", 4, "lengths must be B integers"),
+    (torch.tensor([1], device="meta"), 4, "lengths is on the meta device"),
 ])
 def test_padding_mask_errors_name_what_was_wrong(lengths, S, match):
     with pytest.raises(ValueError, match=match):
@@ -144,7 +151,7 @@ def test_as_additive_values_dtype_and_float_passthrough():
 def test_as_additive_errors():
     with pytest.raises(ValueError, match=r"torch.int64 with shape \(2, 2\)"):
         as_additive(torch.ones(2, 2, dtype=torch.long))
-    with pytest.raises(ValueError, match="float type"):
+    with pytest.raises(ValueError, match="dtype must be a floating-point torch.dtype"):
         as_additive(torch.ones(2, 2, dtype=torch.bool), torch.int32)
     with pytest.raises(ValueError, match="torch.Tensor"):
         as_additive([[True]])

@@ -133,3 +133,31 @@ def test_a_token_outside_the_vocabulary_names_the_id_and_the_vocabulary():
         m(torch.tensor([[1, 2, 70]]))
     with pytest.raises(ValueError, match=r"token id -1 "):
         m(torch.tensor([[-1, 2]]))
+
+
+def test_bad_targets_and_ids_are_named():
+    m = make()
+    idx = torch.tensor([[1, 2, 3]])
+    with pytest.raises(ValueError, match=r"GPT: targets hold id 65, outside the vocabulary"):
+        m(idx, torch.tensor([[1, 65, 2]]))
+    with pytest.raises(ValueError, match="GPT: targets"):
+        m(idx, idx.float())
+    assert m(idx, torch.full_like(idx, -100))[1].isnan()  # -100 ignores a position, as in F.cross_entropy
+    with pytest.raises(ValueError, match="GPT: idx must be integer token ids"):
+        m(idx.bool())
+    with pytest.raises(ValueError, match="GPT: idx is on meta"):
+        m(idx.to("meta"))
+    with pytest.raises(ValueError, match=r"GPT: caches must be None or a list of one KVCache per block \(2\)"):
+        m(idx, caches=[])
+
+
+@pytest.mark.parametrize("pos_emb", ["learned", "rope"])
+def test_the_forward_compiles_without_graph_breaks(pos_emb):
+    """The argument checks add no data-dependent branch: torch.compile traces the forward as one graph,
+    for sequences of any length (dynamic shapes), and computes the same loss."""
+    m = make(pos_emb=pos_emb, n_layer=1)
+    torch._dynamo.reset()
+    compiled = torch.compile(m, backend="eager", fullgraph=True, dynamic=True)
+    for T in (3, 7):
+        idx = torch.randint(0, 65, (2, T))
+        torch.testing.assert_close(compiled(idx, idx)[1], m(idx, idx)[1], atol=0, rtol=0)
