@@ -3,9 +3,13 @@
 Exact attention without the (T, S) score matrix, and one approximation:
     online_softmax       softmax in one pass over blocks: a running max m and a running sum l
     tiled_attention      exact attention one (query block, key block) tile at a time (the FlashAttention
-                         idea), with a causal mask that skips the tiles wholly above the diagonal
+                         idea), with a causal mask that skips the tiles wholly above the diagonal; its
+                         backward recomputes the tiles from one saved log-sum-exp per query
     draw_projection, positive_random_features, performer_attention
                          Performer's random-feature approximation of softmax attention, cost O(T·m·d)
+    causal_linear_attention, LinearAttentionRNN
+                         causal linear attention from features: all positions by prefix sums, or one
+                         position at a time with a constant-size state (an RNN)
     peak_allocated_bytes the peak bytes PyTorch allocates during one call (torch.profiler)
     sdpa_ops             which aten kernels a call of F.scaled_dot_product_attention ran
 
@@ -22,7 +26,8 @@ import torch
 from kqvlib._common import require, require_float
 
 __all__ = ["online_softmax", "tiled_attention", "draw_projection", "positive_random_features",
-           "performer_attention", "peak_allocated_bytes", "sdpa_ops"]
+           "performer_attention", "causal_linear_attention", "LinearAttentionRNN", "peak_allocated_bytes",
+           "sdpa_ops"]
 
 
 def _check_qkv(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -57,23 +62,12 @@ def online_softmax(x: torch.Tensor, dim: int = -1, block_size: int = 16) -> torc
     return out.movedim(-1, dim)
 
 
-def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
-                    block_size: int = 64) -> torch.Tensor:
-    """Exact softmax(q kᵀ/√d) v, one (block_size × block_size) tile of scores at a time: for each
-    query block, a running max m, running sum l and running output acc over the key blocks, each
-    rescaled by exp(m_old − m_new) when the max grows (Rabe & Staats 2021; Dao et al. 2022). Never
-    holds more than one tile of scores. ``causal``: query t sees keys s ≤ t (needs T = S); the key
-    blocks wholly above the diagonal are skipped, not computed and masked. Built in chapter 13.
-
-    q: (..., T, d)   k: (..., S, d)   v: (..., S, d_v)   →   (..., T, d_v)
-    """
-    _check_qkv("tiled_attention", q, k, v)
-    require(block_size >= 1, lambda: f"tiled_attention: block_size must be ≥ 1, got {block_size}")
+def _tiled_forward(q, k, v, causal, block_size):
+    """The forward loop of :func:`tiled_attention`: (..., T, d_v) output and (..., T, 1) log-sum-exp."""
     T, S = q.shape[-2], k.shape[-2]
-    require(not causal or T == S, lambda: (
-        f"tiled_attention: causal needs as many queries as keys, got q {tuple(q.shape)}, k {tuple(k.shape)}"))
     lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     out = q.new_empty(*lead, T, v.shape[-1])  # (..., T, d_v)
+    lse = q.new_empty(*lead, T, 1)  # (..., T, 1): log Σ_s exp(score), all the backward keeps
     for i0 in range(0, T, block_size):
         qi = q[..., i0:i0 + block_size, :] / math.sqrt(q.shape[-1])  # (..., bq, d)
         bq = qi.shape[-2]
@@ -84,9 +78,7 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal
         for j0 in range(0, stop, block_size):
             s = qi @ k[..., j0:j0 + block_size, :].mT  # (..., bq, bk): one tile of scores
             if causal and j0 + s.shape[-1] > i0 + 1:  # the tile crosses the diagonal
-                rows = torch.arange(i0, i0 + bq, device=q.device)[:, None]  # (bq, 1)
-                cols = torch.arange(j0, j0 + s.shape[-1], device=q.device)[None, :]  # (1, bk)
-                s = s.masked_fill(cols > rows, -math.inf)
+                s = s.masked_fill(_future(i0, bq, j0, s.shape[-1], q.device), -math.inf)
             m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))  # (..., bq, 1)
             alpha = torch.exp(m - m_new)  # (..., bq, 1): 0 on the first block (m = −inf)
             p = torch.exp(s - m_new)  # (..., bq, bk)
@@ -94,15 +86,79 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal
             acc = alpha * acc + p @ v[..., j0:j0 + block_size, :]  # (..., bq, d_v)
             m = m_new
         out[..., i0:i0 + bq, :] = acc / l  # divide once, after the last key block
-    return out
+        lse[..., i0:i0 + bq, :] = m + torch.log(l)
+    return out, lse
+
+
+def _future(i0: int, bq: int, j0: int, bk: int, device) -> torch.Tensor:
+    """(bq, bk) True where key j0 + c lies after query i0 + r: the causal mask of one tile."""
+    return torch.arange(j0, j0 + bk, device=device)[None, :] > torch.arange(i0, i0 + bq, device=device)[:, None]
+
+
+class _TiledAttention(torch.autograd.Function):
+    """FlashAttention's backward (Dao et al. 2022, algorithm 2; Dao 2023): the forward keeps only the output
+    and one log-sum-exp per query; the backward recomputes each tile's weights P = exp(s − lse) from them
+    and accumulates dQ, dK and dV tile by tile, so neither pass holds a (T, S) matrix."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, causal, block_size):
+        out, lse = _tiled_forward(q, k, v, causal, block_size)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.causal, ctx.block_size = causal, block_size
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):
+        q, k, v, out, lse = ctx.saved_tensors
+        causal, b, scale = ctx.causal, ctx.block_size, 1 / math.sqrt(q.shape[-1])
+        T, S = q.shape[-2], k.shape[-2]
+        lead = lse.shape[:-2]
+        dq = q.new_zeros(*lead, T, q.shape[-1])  # (..., T, d)
+        dk = k.new_zeros(*lead, S, k.shape[-1])  # (..., S, d)
+        dv = v.new_zeros(*lead, S, v.shape[-1])  # (..., S, d_v)
+        delta = (d_out * out).sum(dim=-1, keepdim=True)  # (..., T, 1): rowsum(dO ∘ O) = Σ_s P dP
+        for j0 in range(0, S, b):  # one block of keys; its dK and dV are complete after the inner loop
+            kj, vj = k[..., j0:j0 + b, :], v[..., j0:j0 + b, :]  # (..., bk, d), (..., bk, d_v)
+            for i0 in range(j0 // b * b if causal else 0, T, b):  # causal: earlier query blocks see none
+                qi, doi = q[..., i0:i0 + b, :], d_out[..., i0:i0 + b, :]  # (..., bq, d), (..., bq, d_v)
+                s = qi @ kj.mT * scale  # (..., bq, bk): the tile's scores, recomputed
+                if causal and j0 + s.shape[-1] > i0 + 1:
+                    s = s.masked_fill(_future(i0, s.shape[-2], j0, s.shape[-1], q.device), -math.inf)
+                p = torch.exp(s - lse[..., i0:i0 + b, :])  # (..., bq, bk): the softmax weights, exactly
+                dv[..., j0:j0 + b, :] += p.mT @ doi  # (..., bk, d_v)
+                ds = p * (doi @ vj.mT - delta[..., i0:i0 + b, :])  # (..., bq, bk): softmax's backward
+                dq[..., i0:i0 + b, :] += ds @ kj * scale  # (..., bq, d)
+                dk[..., j0:j0 + b, :] += ds.mT @ qi * scale  # (..., bk, d)
+        # inputs broadcast along the leading axes get the sum of their gradients
+        return dq.sum_to_size(q.shape), dk.sum_to_size(k.shape), dv.sum_to_size(v.shape), None, None
+
+
+def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
+                    block_size: int = 64) -> torch.Tensor:
+    """Exact softmax(q kᵀ/√d) v, one (block_size × block_size) tile of scores at a time: for each
+    query block, a running max m, running sum l and running output acc over the key blocks, each
+    rescaled by exp(m_old − m_new) when the max grows (Rabe & Staats 2021; Dao et al. 2022). Never
+    holds more than one tile of scores. ``causal``: query t sees keys s ≤ t (needs T = S); the key
+    blocks wholly above the diagonal are skipped, not computed and masked. Differentiable: the backward
+    recomputes each tile from the saved log-sum-exp per query (FlashAttention's backward), again
+    without a (T, S) matrix. Built in chapter 13.
+
+    q: (..., T, d)   k: (..., S, d)   v: (..., S, d_v)   →   (..., T, d_v)
+    """
+    _check_qkv("tiled_attention", q, k, v)
+    require(block_size >= 1, lambda: f"tiled_attention: block_size must be ≥ 1, got {block_size}")
+    require(not causal or q.shape[-2] == k.shape[-2], lambda: (
+        f"tiled_attention: causal needs as many queries as keys, got q {tuple(q.shape)}, k {tuple(k.shape)}"))
+    return _TiledAttention.apply(q, k, v, causal, block_size)
 
 
 def draw_projection(num_features: int, d: int, *, orthogonal: bool = True,
                     generator: torch.Generator | None = None,
                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The (num_features, d) random directions w_i ~ N(0, I_d) of Performer's features; with
-    ``orthogonal`` they are made orthogonal in blocks of d and given Gaussian lengths, which lowers
-    the variance (Choromanski et al. 2020). Built in chapter 13.
+    ``orthogonal`` they are made orthogonal in blocks of d and given Gaussian lengths, which provably
+    lowers the variance (Choromanski et al. 2020; at chapter 13's sizes the gain is within the spread
+    between draws). Built in chapter 13.
 
     → (num_features, d)
     """
@@ -153,10 +209,39 @@ def performer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: to
         kv = fk.mT @ v  # (..., m, S) @ (..., S, d_v) → (..., m, d_v)
         z = fk.sum(dim=-2)  # (..., m)
         return (fq @ kv) / (fq @ z[..., None])  # (..., T, d_v) / (..., T, 1)
+    return causal_linear_attention(fq, fk, v)
+
+
+def causal_linear_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal linear attention in its parallel form, from features: out_t = φ(q_t)ᵀ S_t / φ(q_t)·z_t with
+    S_t = Σ_{s≤t} φ(k_s) v_sᵀ and z_t = Σ_{s≤t} φ(k_s), all t at once by prefix sums. Built in chapter 13.
+
+    fq: (..., T, m)   fk: (..., T, m)   v: (..., T, d_v)   →   (..., T, d_v)
+    """
     kv = (fk[..., :, None] * v[..., None, :]).cumsum(dim=-3)  # (..., T, m, d_v): Σ_{s≤t} φ(k_s) v_sᵀ
     num = (fq[..., None, :] @ kv).squeeze(-2)  # (..., T, 1, m) @ (..., T, m, d_v) → (..., T, d_v)
     den = (fq * fk.cumsum(dim=-2)).sum(dim=-1, keepdim=True)  # (..., T, 1)
     return num / den
+
+
+class LinearAttentionRNN:
+    """Causal linear attention as a recurrent network (Katharopoulos et al. 2020): the state is
+    S (..., m, d_v) and z (..., m), the same size after 10 tokens or 10 million, where softmax attention's
+    KV cache grows by one key and one value per token. ``step`` reads one position; the outputs equal
+    :func:`causal_linear_attention`'s. Built in chapter 13.
+    """
+
+    def __init__(self) -> None:
+        self.S: torch.Tensor | None = None  # (..., m, d_v): Σ φ(k_s) v_sᵀ so far
+        self.z: torch.Tensor | None = None  # (..., m): Σ φ(k_s) so far
+
+    def step(self, fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """fq, fk: (..., m), v: (..., d_v) of one new position → its output (..., d_v)."""
+        outer = fk[..., :, None] * v[..., None, :]  # (..., m, d_v)
+        self.S = outer if self.S is None else self.S + outer
+        self.z = fk if self.z is None else self.z + fk
+        num = (fq[..., None, :] @ self.S).squeeze(-2)  # (..., 1, m) @ (..., m, d_v) → (..., d_v)
+        return num / (fq * self.z).sum(dim=-1, keepdim=True)  # (..., d_v) / (..., 1)
 
 
 @contextlib.contextmanager

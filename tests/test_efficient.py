@@ -165,3 +165,72 @@ def test_sdpa_ops_names_the_cpu_kernels():
     q, k, v = (t.float() for t in _qkv(1, 2, T=16, S=16, d_v=16))
     assert efficient.sdpa_ops(q, k, v) == ["aten::_scaled_dot_product_flash_attention_for_cpu"]
     assert efficient.sdpa_ops(q, k, v, dropout_p=0.5) == ["aten::_scaled_dot_product_attention_math"]
+
+
+# --- FlashAttention's backward -------------------------------------------------------------------------------
+
+def _grads(fn, q, k, v, d_out):
+    q, k, v = (t.clone().requires_grad_(True) for t in (q, k, v))
+    fn(q, k, v).backward(d_out)
+    return q.grad, k.grad, v.grad
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("T, block_size", [(1, 1), (7, 3), (13, 5), (29, 8), (29, 64), (40, 16)])
+def test_flash_backward_equals_autograd_through_plain_attention(T, block_size, causal):
+    q, k, v = _qkv(2, 3, T=T, S=T, d=6, d_v=5, seed=T)  # odd head size and value width
+    d_out = torch.randn(2, 3, T, 5, generator=torch.Generator().manual_seed(9), dtype=F64)
+    mask = torch.ones(T, T, dtype=torch.bool).tril() if causal else None
+    want = _grads(lambda a, b, c: scaled_dot_product_attention(a, b, c, mask), q, k, v, d_out)
+    got = _grads(lambda a, b, c: efficient.tiled_attention(a, b, c, causal=causal, block_size=block_size),
+                 q, k, v, d_out)
+    for name, g_, w in zip("qkv", got, want):
+        assert torch.allclose(g_, w, atol=1e-12, rtol=1e-10), name
+
+
+@pytest.mark.parametrize("T, S, block_size", [(5, 19, 4), (19, 5, 4), (11, 11, 32)])
+def test_flash_backward_with_more_or_fewer_queries_than_keys(T, S, block_size):
+    q, k, v = _qkv(3, T=T, S=S, d=4, d_v=7, seed=S)
+    d_out = torch.randn(3, T, 7, generator=torch.Generator().manual_seed(1), dtype=F64)
+    want = _grads(lambda a, b, c: F.scaled_dot_product_attention(a, b, c), q, k, v, d_out)
+    got = _grads(lambda a, b, c: efficient.tiled_attention(a, b, c, block_size=block_size), q, k, v, d_out)
+    for g_, w in zip(got, want):
+        assert torch.allclose(g_, w, atol=1e-12, rtol=1e-10)
+
+
+def test_flash_backward_gradcheck_and_broadcast_lead_axes():
+    g = torch.Generator().manual_seed(2)
+    q = torch.randn(2, 1, 9, 4, generator=g, dtype=F64, requires_grad=True)  # broadcast over heads
+    k = torch.randn(1, 3, 9, 4, generator=g, dtype=F64, requires_grad=True)  # broadcast over the batch
+    v = torch.randn(2, 3, 9, 5, generator=g, dtype=F64, requires_grad=True)
+    for causal in (False, True):
+        assert torch.autograd.gradcheck(
+            lambda a, b, c: efficient.tiled_attention(a, b, c, causal=causal, block_size=4), (q, k, v))
+
+
+def test_flash_backward_memory_stays_linear():
+    def fwd_bwd(fn, T):
+        g = torch.Generator().manual_seed(T)
+        q, k, v = (torch.randn(1, 1, T, 32, generator=g, requires_grad=True) for _ in range(3))
+        return efficient.peak_allocated_bytes(lambda: fn(q, k, v).sum().backward())
+    naive = lambda q, k, v: torch.softmax(q @ k.mT / math.sqrt(32), -1) @ v  # noqa: E731
+    tiled = lambda q, k, v: efficient.tiled_attention(q, k, v, block_size=64)  # noqa: E731
+    T = 1024
+    assert fwd_bwd(naive, T) > 2 * 4 * T * T  # at least two score matrices kept or made
+    assert fwd_bwd(tiled, T) < 4 * T * T / 4  # under a quarter of one
+
+
+# --- linear attention as an RNN ------------------------------------------------------------------------------
+
+def test_linear_attention_rnn_equals_parallel_form_and_causal_performer():
+    q, k, v = _qkv(2, 3, T=23, S=23, d=8, d_v=5, seed=4, scale=0.5)
+    w = efficient.draw_projection(16, 8, generator=torch.Generator().manual_seed(0), dtype=F64)
+    r = 8 ** -0.25
+    fq = efficient.positive_random_features(q * r, w)  # (2, 3, 23, 16)
+    fk = efficient.positive_random_features(k * r, w, stabilise_over=None)  # no constant that needs all keys
+    parallel = efficient.causal_linear_attention(fq, fk, v)
+    rnn = efficient.LinearAttentionRNN()
+    steps = torch.stack([rnn.step(fq[..., t, :], fk[..., t, :], v[..., t, :]) for t in range(23)], dim=-2)
+    assert torch.allclose(steps, parallel, atol=1e-12, rtol=1e-10)
+    assert rnn.S.shape == (2, 3, 16, 5) and rnn.z.shape == (2, 3, 16)  # the same size at every step
+    assert torch.allclose(parallel, efficient.performer_attention(q, k, v, w, causal=True), atol=1e-12)

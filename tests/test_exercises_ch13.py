@@ -197,3 +197,190 @@ def test_a_raising_function_does_not_crash(capsys):
 def test_nonsense_and_none():
     assert ch13.check_blockwise_attention(lambda *a: "nonsense", quiet=True).passed is False
     assert ch13.check_blockwise_attention(lambda *a: None, quiet=True).key == "returned None"
+
+
+def test_whole_matrix_answer_is_refused():
+    """Right values from softmax(q kᵀ/√d) v: not blockwise, so not accepted."""
+    def whole(q, k, v, block_size):
+        return torch.softmax(q @ k.mT / math.sqrt(q.shape[-1]), dim=-1) @ v
+
+    def whole_by_concatenated_blocks(q, k, v, block_size):
+        s = torch.cat([q @ k[..., j:j + block_size, :].mT for j in range(0, k.shape[-2], block_size)], dim=-1)
+        return torch.softmax(s / math.sqrt(q.shape[-1]), dim=-1) @ v
+
+    for fn in (whole, whole_by_concatenated_blocks):
+        r = ch13.check_blockwise_attention(fn, quiet=True, seed=0)
+        assert not r.passed and r.key == "whole score matrix", r.message
+
+
+# --- online softmax over a stream ------------------------------------------------------------------------------
+
+def stream_ok(chunks):
+    m = l = None
+    for c in chunks:
+        mx = c.amax(dim=-1)
+        if m is None:
+            m, l = mx, torch.exp(c - mx[:, None]).sum(-1)
+            continue
+        m_new = torch.maximum(m, mx)
+        l = l * torch.exp(m - m_new) + torch.exp(c - m_new[:, None]).sum(-1)
+        m = m_new
+    return m, l
+
+
+def stream_ok_minus_inf(chunks):
+    m, l = None, None
+    for c in chunks:
+        if m is None:
+            m = torch.full((c.shape[0],), -math.inf, dtype=c.dtype)
+            l = torch.zeros_like(m)
+        m_new = torch.maximum(m, c.max(dim=-1).values)
+        l = torch.exp(m - m_new) * l + torch.exp(c - m_new.unsqueeze(-1)).sum(dim=-1)
+        m = m_new
+    return (m, l)
+
+
+def _stream_slip(rescale=True, sign=1.0, m0=-math.inf, reset=False, one_max=False, swap=False, keep=False,
+                 only_l=False, first_only=False, keepdim=False):
+    def fn(chunks):
+        m = l = None
+        kept = []
+        for c in chunks:
+            if keep:
+                kept.append(c)
+            mx = (c.amax() * torch.ones(c.shape[0], dtype=c.dtype)) if one_max else c.amax(dim=-1)
+            if m is None:  # m0 None: start at the first chunk's max
+                m, l = (mx if m0 is None else torch.full_like(mx, m0)), torch.zeros_like(mx)
+            m_new = torch.maximum(m, mx)
+            a = torch.exp(sign * (m - m_new)) if rescale else 1.0
+            l = (0.0 if reset else a * l) + torch.exp(c - m_new[:, None]).sum(dim=-1)
+            m = m_new
+            if first_only:
+                break
+        if only_l:
+            return l
+        if keepdim:
+            return m[:, None], l[:, None]
+        return (l, m) if swap else (m, l)
+    return fn
+
+
+def stream_indexed(chunks):
+    m = chunks[0].amax(-1)
+    return m, m
+
+
+def stream_cat(chunks):
+    x = torch.cat(list(chunks), dim=-1)
+    m = x.amax(-1)
+    return m, torch.exp(x - m[:, None]).sum(-1)
+
+
+STREAM_SLIPS = {
+    "sum not rescaled": _stream_slip(rescale=False),
+    "rescaled the wrong way": _stream_slip(sign=-1.0, m0=None),
+    "sum reset": _stream_slip(reset=True),
+    "all negative": _stream_slip(m0=0.0),  # m started at 0
+    "one max for the batch": _stream_slip(one_max=True),
+    "swapped": _stream_slip(swap=True),
+    "kept the chunks": stream_cat,
+    "not a pair": _stream_slip(only_l=True),
+    "pair shape": _stream_slip(keepdim=True),
+    "first chunk only": _stream_slip(first_only=True),
+    "indexed the stream": stream_indexed,
+}
+
+
+@pytest.mark.parametrize("fn", [stream_ok, stream_ok_minus_inf])
+@pytest.mark.parametrize("seed", range(3))
+def test_stream_accepts_right_answers(fn, seed):
+    r = ch13.check_stream_softmax(fn, quiet=True, seed=seed)
+    assert r.passed, r.message
+
+
+@pytest.mark.parametrize("key", list(STREAM_SLIPS))
+def test_stream_slips_get_their_own_hint(key):
+    r = ch13.check_stream_softmax(STREAM_SLIPS[key], quiet=True, seed=1)
+    assert not r.passed and r.key == key, r.message
+
+
+def test_stream_stub_and_nonsense(capsys):
+    def stub(chunks):
+        raise NotImplementedError
+    assert ch13.check_stream_softmax(stub).key == "not attempted"
+    assert "not attempted yet" in capsys.readouterr().out
+    assert not ch13.check_stream_softmax(lambda c: "nonsense", quiet=True).passed
+    assert ch13.check_stream_softmax(lambda c: None, quiet=True).key == "returned None"
+
+
+# --- one tile of the flash backward ------------------------------------------------------------------------
+
+def tile_ok(q, k, v, d_out, lse, delta):
+    scale = q.shape[-1] ** -0.5
+    p = torch.exp(q @ k.mT * scale - lse)  # (..., bq, bk)
+    ds = p * (d_out @ v.mT - delta)
+    return ds @ k * scale, ds.mT @ q * scale, p.mT @ d_out
+
+
+def tile_ok_einsum(q, k, v, d_out, lse, delta):
+    scale = 1 / math.sqrt(q.shape[-1])
+    p = torch.exp(torch.einsum("...id,...jd->...ij", q, k) * scale - lse)
+    dp = torch.einsum("...ie,...je->...ij", d_out, v)
+    ds = p * (dp - delta)
+    dq = torch.einsum("...ij,...jd->...id", ds, k) * scale
+    dk = torch.einsum("...ij,...id->...jd", ds, q) * scale
+    dv = torch.einsum("...ij,...ie->...je", p, d_out)
+    return dq, dk, dv
+
+
+def _tile_slip(local=False, delta=-1.0, unscaled=False, dq_scale=None, dk_scale=None, order=(0, 1, 2),
+               dv_no_t=False, dv_wrong=False, two_d=False):
+    def fn(q, k, v, d_out, lse, delta_):
+        scale = 1 / math.sqrt(q.shape[-1])
+        kt = k.T if two_d else k.mT
+        s = q @ kt * (1.0 if unscaled else scale)
+        p = torch.softmax(s, -1) if local else torch.exp(s - lse)
+        dv = p @ d_out if dv_no_t else p.mT @ d_out
+        if dv_wrong:
+            dv = p.mT @ d_out - 0.1 * v
+        ds = p * (d_out @ v.mT + delta * delta_)
+        dq = ds @ k * (scale if dq_scale is None else dq_scale)
+        dk = ds.mT @ q * (scale if dk_scale is None else dk_scale)
+        out = (dq, dk, dv)
+        return tuple(out[i] for i in order)
+    return fn
+
+
+TILE_SLIPS = {
+    "weights renormalised in the tile": _tile_slip(local=True),
+    "delta left out": _tile_slip(delta=0.0),
+    "delta added": _tile_slip(delta=1.0),
+    "scores not scaled": _tile_slip(unscaled=True),
+    "dq not scaled": _tile_slip(dq_scale=1.0),
+    "dk scaled twice": lambda q, *a: _tile_slip(dk_scale=1 / q.shape[-1])(q, *a),
+    "order": _tile_slip(order=(1, 0, 2)),
+    "transpose missing": _tile_slip(dv_no_t=True),
+    "dv wrong": _tile_slip(dv_wrong=True),
+    "not a triple": lambda *a: tile_ok(*a)[:2],
+}
+
+
+@pytest.mark.parametrize("fn", [tile_ok, tile_ok_einsum])
+@pytest.mark.parametrize("seed", range(3))
+def test_tile_accepts_right_answers(fn, seed):
+    r = ch13.check_flash_backward_tile(fn, quiet=True, seed=seed)
+    assert r.passed, r.message
+
+
+@pytest.mark.filterwarnings("ignore:The use of `x.T`")
+@pytest.mark.parametrize("key", list(TILE_SLIPS))
+def test_tile_slips_get_their_own_hint(key):
+    r = ch13.check_flash_backward_tile(TILE_SLIPS[key], quiet=True, seed=2)
+    assert not r.passed and r.key == key, r.message
+
+
+def test_tile_stub_does_not_crash(capsys):
+    def stub(*a):
+        raise NotImplementedError
+    assert ch13.check_flash_backward_tile(stub).key == "not attempted"
+    assert ch13.check_flash_backward_tile(lambda *a: None, quiet=True).key == "returned None"

@@ -1,28 +1,17 @@
-"""Checkers for chapter 13, *The cost of attention, and making it cheaper*.
-
-    check_blockwise_attention(fn)   fn(q, k, v, block_size) → softmax(q kᵀ/√d) v, computed one block of
-                                    block_size KEYS at a time with a running max m, a running sum l and
-                                    a running output acc, never holding all the scores of a query at once
-
-q (..., T, d), k (..., S, d), v (..., S, d_v) are float64; the keys span several blocks, so a slip in how
-blocks are combined shows. The likely slips are listed (each with its own hint); an unlisted one is
-diagnosed by property: if the learner's function is right with ONE block (block_size ≥ S), the error is in
-combining blocks; else common.attention_property reads the output (a transpose, a constant factor, …).
-"""
+"""Chapter 13's checker of blockwise attention: the values, the likely slips, and the method (no (T, S)
+tensor may be made during the call)."""
 from __future__ import annotations
 
 import math
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from kqvlib.attention import scaled_dot_product_attention
 from kqvlib.checks import CheckResult, Mistake, Property, Trial, check, close
 from kqvlib.exercises.common import Parts, attention_property, explain_error
 
-__all__ = ["check_blockwise_attention"]
-
 F64 = torch.float64
-NEG = -math.inf
 
 
 def _reference(q, k, v, block_size):
@@ -143,14 +132,49 @@ def check_blockwise_attention(fn, *, seed: int | None = None, quiet: bool = Fals
         Trial(_inputs(T=6, S=13, d=4, d_v=3, block_size=4), "ragged last block",
               "right when S is a multiple of block_size, wrong otherwise: the last block is shorter. Loop "
               "with range(0, S, block_size) and slice k[..., j:j + block_size, :]."),
-        Trial(_inputs(2, 3, T=4, S=10, d=4, d_v=5, block_size=3), "extra axes",
+        Trial(_inputs(2, 3, T=7, S=10, d=4, d_v=5, block_size=3), "extra axes",
               "right for q of shape (T, d), wrong with batch and head axes (B, H, T, d). Index from the end: "
               "k[..., j:j + b, :], k.transpose(-2, -1), sums and maxes over dim=-1 with keepdim=True."),
         Trial(_inputs(T=5, S=12, d=4, d_v=3, block_size=4, scale=40.0), "no max subtraction",
               "right on ordinary inputs, but NaN or inf when the scores reach the hundreds: exp overflows. "
               "Keep the running max m and exponentiate s − m_new, never s itself."),
     ]
-    return check("blockwise attention", fn, _reference, trials,
-                 [Mistake(k, f, h) for k, f, h in _SLIPS], nan_hint=_NAN,
-                 properties=[_one_block_property(fn), attention_property(parts)], explain=explain_error,
-                 seed=seed, quiet=quiet)
+    result = check("blockwise attention", fn, _reference, trials,
+                   [Mistake(k, f, h) for k, f, h in _SLIPS], nan_hint=_NAN,
+                   properties=[_one_block_property(fn), attention_property(parts)], explain=explain_error,
+                   seed=seed, quiet=True)
+    if result.passed:  # right values: were they computed block by block?
+        q, k, v, b = _inputs(2, T=5, S=12, d=4, d_v=3, block_size=4)(torch.Generator().manual_seed(0))
+        if _builds_whole(fn, (q, k, v, b), q.shape[-2], k.shape[-2]):
+            result = CheckResult(False, "whole score matrix", "✗ blockwise attention: right values, but not "
+                                 "block by block: your function made a (T, S) tensor, all the scores of every "
+                                 "query at once. Compute q @ k[..., j:j + block_size, :]ᵀ inside a loop over j "
+                                 "and keep only m, l and acc between blocks.")
+    if not quiet:
+        print(result.message)
+    return result
+
+
+class _Watch(TorchFunctionMode):
+    """Records whether any tensor made inside it has (T, S) or (S, T) as its last two axes."""
+
+    def __init__(self, T: int, S: int):
+        super().__init__()
+        self.shapes, self.seen = {(T, S), (S, T)}, False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.dim() >= 2 and tuple(t.shape[-2:]) in self.shapes:
+                self.seen = True
+        return out
+
+
+def _builds_whole(fn, args, T: int, S: int) -> bool:
+    watch = _Watch(T, S)
+    try:
+        with watch:
+            fn(*(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
+    except Exception:
+        return False
+    return watch.seen
