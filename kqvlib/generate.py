@@ -8,6 +8,17 @@ values it has computed (:class:`~kqvlib.multihead.KVCache`), so a new token cost
 That work is so small that the cost of launching each operation dominates it, so the cached step here
 is lean: the weights are gathered once per call (queries, keys and values in one matrix), the rotary
 angles are looked up once per token for all layers, and each layer does about a dozen operations.
+
+Past the context (more than block_size tokens) a model with rotary positions keeps going with a
+*rolling* cache: every position, in every layer, attends to the W = block_size most recent positions,
+itself included (sliding-window attention), and each token is rotated by its index in the whole text
+(0, 1, 2, …; rotary scores depend only on the distance between two positions, at most W − 1 here, as in
+training). The cache is a ring of W slots, the newest token's keys and values overwriting the oldest.
+Without the cache the same function is recomputed from scratch: the last position depends on the last
+L·(W − 1) + 1 tokens through the L layers, and exactly those are run with a banded mask
+(:func:`window_logits`). With added position vectors (learned, sinusoidal) there is nothing to roll, since
+every token's position changes when the window moves: both paths crop the text to its last block_size
+tokens and recompute.
 """
 from __future__ import annotations
 
@@ -16,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kqvlib._common import eval_mode, require
-from kqvlib.multihead import KVCache
+from kqvlib.multihead import KVCache, merge_heads, split_heads
 from kqvlib.positions import LearnedPositions, RotaryEmbedding, SinusoidalPositions
 
 
@@ -73,7 +84,7 @@ class _LeanStep:
     layer live in one preallocated (L, B, 2, H, block_size, hs) tensor, filled from the prefill caches.
     """
 
-    def __init__(self, model: nn.Module, caches: list[KVCache]):
+    def __init__(self, model: nn.Module, caches: list[KVCache], n_positions: int = 0):
         cfg, first = model.config, model.blocks[0].attn
         self.H, self.hs, self.C = first.n_heads, first.head_size, first.d_model
         self.model, self.pos, self.n = model, model.pos, len(caches[0])
@@ -91,7 +102,7 @@ class _LeanStep:
                                 self._norm(blk.ln2), blk.mlp.fc.weight, blk.mlp.fc.bias,
                                 blk.mlp.proj.weight, blk.mlp.proj.bias))
         self.final_norm, self.w_head = self._norm(model.ln_f), model.lm_head.weight
-        rot = first.rotary
+        rot = _rotary_for(model, n_positions)  # the angles of every position this call will reach
         if isinstance(rot, RotaryEmbedding):
             # Rotate q, k and v with one multiply-add: v's "rotation" is cos 1, sin 0 (it is not rotated).
             P = rot.cos.shape[0]
@@ -108,8 +119,11 @@ class _LeanStep:
         return m
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
-        """idx: (B, 1) the newest token → logits (B, V) for the one after it."""
+        """idx: (B, 1) the newest token → logits (B, V) for the one after it. Its keys and values go into
+        slot n mod block_size of the ring: past the context they overwrite the oldest position's."""
         n, H, hs = self.n, self.H, self.hs
+        W = self.kv.shape[-2]  # the window: block_size slots
+        slot, seen = n % W, min(n + 1, W)
         x = F.embedding(idx[:, 0], self.model.tok_emb.weight)  # (B, C)
         if isinstance(self.pos, (LearnedPositions, SinusoidalPositions)):
             x = x + self.pos(1, offset=n)  # + (1, C)
@@ -119,13 +133,97 @@ class _LeanStep:
             qkv = F.linear(ln1(x), w_qkv, b_qkv).view(B, 3, H, hs)  # (B, C) → (B, 3C) → (B, 3, H, hs)
             if cos is not None:  # (x1, x2) ↦ (x1·cos − x2·sin, x2·cos + x1·sin), halves swapped by roll
                 qkv = torch.addcmul(qkv * cos, qkv.roll(hs // 2, dims=-1), sin)  # (B, 3, H, hs)
-            kv[:, :, :, n] = qkv[:, 1:]  # this position's keys and values into the cache
-            y = F.scaled_dot_product_attention(qkv[:, 0, :, None], kv[:, 0, :, : n + 1],
-                                               kv[:, 1, :, : n + 1])  # (B, H, 1, hs)
+            kv[:, :, :, slot] = qkv[:, 1:]  # this position's keys and values into the cache
+            # the slots hold the window's positions out of order once it rolls: one query, no mask,
+            # so the order of the keys does not matter
+            y = F.scaled_dot_product_attention(qkv[:, 0, :, None], kv[:, 0, :, :seen],
+                                               kv[:, 1, :, :seen])  # (B, H, 1, hs)
             x = x + F.linear(y.view(B, H * hs), w_o, b_o)  # (B, C)
             x = x + F.linear(F.gelu(F.linear(ln2(x), w_fc, b_fc)), w_pr, b_pr)  # (B, C)
         self.n = n + 1
         return F.linear(self.final_norm(x), self.w_head)  # (B, V)
+
+
+def _rotary_for(model: nn.Module, n_positions: int) -> RotaryEmbedding | None:
+    """The model's rotary embedding, or a longer one for n_positions > block_size positions (its first rows
+    are the model's own, bit for bit: each angle is computed on its own in float64, then rounded)."""
+    rot = model.blocks[0].attn.rotary
+    if not isinstance(rot, RotaryEmbedding) or n_positions <= rot.max_positions:
+        return rot
+    longer = RotaryEmbedding(rot.head_size, n_positions, base=rot.base)
+    return longer.to(dtype=rot.cos.dtype, device=rot.cos.device)
+
+
+def _rolls(model: nn.Module) -> bool:
+    """Can this model's cache roll past the context? Only with positions that are relative (rotary)."""
+    return isinstance(model.blocks[0].attn.rotary, RotaryEmbedding) and model.pos is None
+
+
+def window_logits(model: nn.Module, idx: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    """Next-token logits (B, V) after idx (B, t) when every position, in every layer, attends only to the
+    ``window`` most recent positions (itself included), each rotated by its index in idx: what
+    :func:`generate` computes with its rolling cache, here recomputed without any cache. The last position
+    depends on the last L·(window − 1) + 1 tokens; layer i runs only the queries that layers above it
+    still need. ``window`` defaults to block_size. For a model with rotary positions. Built in chapter 11.
+    """
+    W = model.config.block_size if window is None else window
+    require(_rolls(model), lambda: "window_logits: needs a model with rotary positions (pos_emb='rope')")
+    require(idx.dim() == 2 and idx.shape[1] >= 1 and 1 <= W <= model.config.block_size, lambda: (
+        f"window_logits: idx must be (B, t) with t >= 1 and window in 1..block_size, got "
+        f"{tuple(idx.shape)}, window={W}"))
+    L, t = len(model.blocks), idx.shape[1]
+    H = model.blocks[0].attn.n_heads
+    lo = max(0, t - 1 - L * (W - 1))  # the first token the last position depends on
+    rot = _rotary_for(model, t)
+    x = F.embedding(idx[:, lo:], model.tok_emb.weight)  # (B, t − lo, C): positions lo … t − 1
+    for i, blk in enumerate(model.blocks):
+        a, first = blk.attn, max(lo, t - 1 - (L - 1 - i) * (W - 1))  # the queries layers above still need
+        h = blk.ln1(x)  # (B, R, C), positions lo … t − 1
+        q = split_heads(a.q_proj(h[:, first - lo :]), H)  # (B, H, t − first, hs)
+        k, v = a.kv_proj(h).chunk(2, dim=-1)  # 2 × (B, R, C)
+        q, k, v = rot(q, offset=first), rot(split_heads(k, H), offset=lo), split_heads(v, H)  # (B, H, ·, hs)
+        qpos = torch.arange(first, t, device=idx.device)[:, None]  # (t − first, 1)
+        kpos = torch.arange(lo, t, device=idx.device)[None, :]  # (1, R)
+        band = (kpos <= qpos) & (kpos > qpos - W)  # (t − first, R): True = attend
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=band)  # (B, H, t − first, hs)
+        x = x[:, first - lo :] + a.out_proj(merge_heads(y))  # (B, t − first, C)
+        x = x + blk.mlp(blk.ln2(x))
+        lo = first
+    return model.lm_head(model.ln_f(x[:, -1]))  # (B, V)
+
+
+def _generate_rolling(model, out, T0, temperature, top_k, generator, top_p) -> None:
+    """Fill out[:, T0:] with one cache that rolls past the context (rotary positions)."""
+    block, N = model.config.block_size, out.shape[1]
+    if N == T0:
+        return
+    n0 = min(T0, block)
+    caches = [KVCache(block) for _ in model.blocks]
+    logits = model(out[:, :n0], caches=caches)[0][:, -1]  # (B, V)
+    step = _LeanStep(model, caches, n_positions=N)
+    for t in range(n0, T0):  # a prompt longer than the window: read its rest one token at a time
+        logits = step(out[:, t : t + 1])  # (B, V)
+    for t in range(T0, N):
+        if t > T0:
+            logits = step(out[:, t - 1 : t])  # only the newest token is new: (B, V)
+        out[:, t : t + 1] = sample_next(logits, temperature, top_k, generator, top_p)  # (B, 1)
+
+
+def _generate_recomputing(model, out, T0, use_cache, temperature, top_k, generator, top_p) -> None:
+    """Fill out[:, T0:] without a cache, or with added position vectors (whose cache cannot roll)."""
+    block, step = model.config.block_size, None
+    for t in range(T0, out.shape[1]):
+        if step is not None and t <= block:
+            logits = step(out[:, t - 1 : t])  # only the newest token is new: (B, V)
+        elif t > block and _rolls(model):  # past the context: the same window, recomputed
+            logits = window_logits(model, out[:, :t])  # (B, V)
+        else:
+            caches = [KVCache(block) for _ in model.blocks] if use_cache else None
+            logits, _ = model(out[:, max(0, t - block) : t], caches=caches)  # from scratch
+            logits = logits[:, -1, :]  # (B, V)
+            # room for more positions: continue with the lean step
+            step = _LeanStep(model, caches) if use_cache and t < block else None
+        out[:, t : t + 1] = sample_next(logits, temperature, top_k, generator, top_p)  # (B, 1)
 
 
 def generate(
@@ -145,29 +243,22 @@ def generate(
     Sampling as in :func:`sample_next` (temperature 0 = greedy).
 
     With ``use_cache`` each block keeps its keys and values, so a new token costs one position's work
-    instead of the whole context's. The result is the same as without the cache: once the text outgrows
-    block_size, the context is cropped to its last block_size tokens and recomputed, exactly as the
-    uncached loop does.
+    instead of the whole context's; the tokens are the same as without the cache. Past block_size tokens
+    (window W = block_size): with rotary positions every position attends to the last W positions, in
+    every layer, rotated by its index in the whole text; the cache rolls (a ring of W slots) and the
+    uncached path recomputes the same function (:func:`window_logits`). With added position vectors both
+    paths crop the text to its last W tokens and recompute it.
     """
     require(temperature >= 0, lambda: f"generate: temperature must be >= 0, got {temperature}")
     require(idx.dim() == 2 and idx.shape[1] >= 1,
             lambda: f"generate: idx must be (B, T) token ids with T >= 1, got {tuple(idx.shape)}")
-    block = model.config.block_size
     B, T0 = idx.shape
     out = idx.new_empty(B, T0 + max_new_tokens)  # filled in place: no concatenation per token
     out[:, :T0] = idx
-    step = None
     with eval_mode(model), torch.inference_mode():  # no autograd bookkeeping at all: faster than no_grad
-        for t in range(T0, T0 + max_new_tokens):
-            if step is not None and t <= block:
-                logits = step(out[:, t - 1 : t])  # only the newest token is new: (B, V)
-            else:
-                caches = [KVCache(block) for _ in model.blocks] if use_cache else None
-                logits, _ = model(out[:, max(0, t - block) : t], caches=caches)  # from scratch
-                logits = logits[:, -1, :]  # (B, V)
-                if use_cache and t < block:  # room for more positions: continue with the lean step
-                    step = _LeanStep(model, caches)
-                else:
-                    step = None
-            out[:, t : t + 1] = sample_next(logits, temperature, top_k, generator, top_p)  # (B, 1)
+        if use_cache and _rolls(model):
+            _generate_rolling(model, out, T0, temperature, top_k, generator, top_p)
+        else:
+            _generate_recomputing(model, out, T0, use_cache, temperature, top_k, generator, top_p)
     return out.clone()  # outside inference mode: an ordinary tensor, usable with autograd
+

@@ -105,3 +105,69 @@ def test_generate_leaves_training_mode_and_returns_ordinary_tensor():
     m = tiny().train()
     out = generate(m, torch.tensor([[1, 2]]), 5)
     assert m.training and not out.is_inference()
+
+
+# --- past the context: the rolling cache and its uncached reference -------------------------------------------
+
+def _banded_forward(m, idx, window):
+    """The model's own blocks with a banded causal mask (for idx no longer than block_size)."""
+    T = idx.shape[1]
+    pos = torch.arange(T)
+    band = (pos[None, :] <= pos[:, None]) & (pos[None, :] > pos[:, None] - window)  # (T, T)
+    x = m.tok_emb(idx)
+    for blk in m.blocks:
+        x = blk(x, mask=band)
+    return m.lm_head(m.ln_f(x))[:, -1]
+
+
+@pytest.mark.parametrize("window", [1, 3, 7, 24])
+def test_window_logits_equal_the_models_blocks_with_a_banded_mask(window):
+    from kqvlib.generate import window_logits
+    m = tiny(block_size=24)
+    idx = torch.randint(0, 13, (2, 24), generator=torch.Generator().manual_seed(window))
+    with torch.no_grad():
+        for t in (1, 5, 24):
+            assert torch.allclose(window_logits(m, idx[:, :t], window), _banded_forward(m, idx[:, :t], window),
+                                  atol=1e-12)
+        # the whole window: plain causal attention, the model's forward
+        assert torch.allclose(window_logits(m, idx), m(idx)[0][:, -1], atol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(bias=False, norm="rmsnorm")])
+def test_rolling_cache_logits_equal_the_uncached_window_past_the_context(kw):
+    from kqvlib.generate import _LeanStep, window_logits
+    from kqvlib.multihead import KVCache
+    m = tiny(block_size=8, **kw)
+    idx = torch.randint(0, 13, (2, 40), generator=torch.Generator().manual_seed(0))  # 5 windows long
+    with torch.no_grad():
+        caches = [KVCache(8) for _ in m.blocks]
+        m(idx[:, :3], caches=caches)
+        step = _LeanStep(m, caches, n_positions=40)
+        for t in range(3, 39):
+            got = step(idx[:, t : t + 1])  # logits for position t + 1
+            assert torch.allclose(got, window_logits(m, idx[:, : t + 1]), atol=1e-10), t
+        assert step.kv.shape[-2] == 8  # the cache never grows past the window
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rolling_cache_generation_equals_uncached_with_the_same_window(mode):
+    m = tiny(block_size=8)
+    for start in (torch.tensor([[1], [7]]), torch.randint(0, 13, (2, 19), generator=torch.Generator().manual_seed(1))):
+        outs = [generate(m, start, 4 * 8, generator=torch.Generator().manual_seed(3), use_cache=c, **mode)
+                for c in (True, False)]  # a prompt shorter and one longer than the window
+        assert torch.equal(outs[0], outs[1])
+
+
+def test_rolling_cache_float32_greedy_tokens_identical():
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=13, block_size=16, n_layer=2, n_head=2, n_embd=32, pos_emb="rope")).eval()
+    start = torch.tensor([[3]])
+    a = generate(m, start, 64, temperature=0.0)
+    b = generate(m, start, 64, temperature=0.0, use_cache=False)
+    assert torch.equal(a, b)
+
+
+def test_window_logits_needs_rotary_positions():
+    from kqvlib.generate import window_logits
+    with pytest.raises(ValueError, match="rotary"):
+        window_logits(tiny("learned"), torch.tensor([[1, 2]]))
