@@ -264,3 +264,26 @@ def test_masked_attention_property_names_rows_that_do_not_sum_to_one():
 
     r = ch05.check_masked_attention(plus_one, quiet=True, seed=8)
     assert r.key == "rows do not sum to 1", r.message
+
+
+# --- slips nobody listed: named by the mask diagnosis -----------------------------------------------------------
+
+@pytest.mark.parametrize("fn, key", [
+    (lambda T: torch.ones(T, T, dtype=torch.bool).triu(-1), "wrong entries"),
+    (lambda T: torch.ones(T, T, dtype=torch.bool).tril().flip(0), "reversed"),
+    (lambda T: torch.ones(T, T, dtype=torch.bool).tril()[:-1], "off by one"),
+])
+def test_causal_mask_unlisted_slips(fn, key):
+    r = ch05.check_causal_mask(fn, seed=0, quiet=True)
+    assert not r.passed and r.key == key, r.message
+
+
+@pytest.mark.parametrize("fn, key", [
+    (lambda L, S: (torch.arange(S)[None, :] < L.max())[:, None, None, :].expand(len(L), 1, 1, S),
+     "one length for the batch"),
+    (lambda L, S: (torch.arange(S)[None, :] < L[:, None])[None, None], "axis of size 1"),
+    (lambda L, S: (torch.arange(S)[None, :] < L[:, None] - 1)[:, None, None, :], "last token blocked"),
+])
+def test_padding_mask_unlisted_slips(fn, key):
+    r = ch05.check_padding_mask(fn, seed=0, quiet=True)
+    assert not r.passed and r.key == key, r.message

@@ -326,3 +326,26 @@ def test_a_raising_function_does_not_crash_and_prints_one_line(check, capsys):
     r = check(broken)
     out = capsys.readouterr().out.strip().splitlines()
     assert not r.passed and r.key == "exception" and len(out) == 1 and "KeyError" in out[0]
+
+
+# --- the hints that used to point the wrong way -----------------------------------------------------------------
+
+def test_mha_with_no_transpose_anywhere_is_named():
+    def no_transpose(x, W_q, W_k, W_v, W_o, n_heads):
+        B, T, C = x.shape
+        hs = C // n_heads
+        q = (x @ W_q).view(B, T, n_heads, hs)
+        k = (x @ W_k).view(B, T, n_heads, hs)
+        v = (x @ W_v).view(B, T, n_heads, hs)
+        w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(hs), dim=-1)
+        return (w @ v).reshape(B, T, C) @ W_o
+    r = ch06.check_multi_head_attention(no_transpose, seed=0, quiet=True)
+    assert not r.passed and r.key == "heads never moved" and "weighted mix" not in r.message, r.message
+
+
+def test_merge_with_a_misordered_shape_is_named():
+    def unpacked_wrong(y):
+        B, T, H, hs = y.shape  # y is (B, H, T, hs)
+        return y.transpose(1, 2).reshape(B, T, H * hs)
+    r = ch06.check_merge_heads(unpacked_wrong, seed=0, quiet=True)
+    assert not r.passed and r.key == "sizes in the wrong order" and "permute" not in r.message, r.message

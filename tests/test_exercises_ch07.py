@@ -343,3 +343,30 @@ def test_the_hint_comes_before_the_raw_error():
 def test_nonsense_and_none(checker):
     assert checker(lambda *a: "nonsense", quiet=True).passed is False
     assert checker(lambda *a: None, quiet=True).key == "returned None"
+
+
+# --- slips nobody listed: the rates are fitted ------------------------------------------------------------------
+
+def _table_base(T, d, base):
+    pos = torch.arange(T, dtype=torch.float64)[:, None]
+    ang = pos / base ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
+    return torch.stack([ang.sin(), ang.cos()], dim=-1).flatten(1)
+
+
+def _rot_base(x, positions, base, shift=0):
+    d = x.shape[-1]
+    ang = (positions[:, None].double() + shift) * base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    a, b = x[..., 0::2], x[..., 1::2]
+    return torch.stack([a * ang.cos() - b * ang.sin(), a * ang.sin() + b * ang.cos()], dim=-1).flatten(-2)
+
+
+def test_a_wrong_base_is_fitted():
+    r = ch07.check_sinusoidal_encoding(lambda T, d: _table_base(T, d, 1000.0), seed=0, quiet=True)
+    assert r.key == "wrong base" and "1000" in r.message, r.message
+    r = ch07.check_rotate(lambda x, p: _rot_base(x, p, 500.0), seed=0, quiet=True)
+    assert r.key == "wrong base" and "500" in r.message, r.message
+
+
+def test_shifted_positions_are_measured():
+    r = ch07.check_rotate(lambda x, p: _rot_base(x, p, 10000.0, shift=-2), seed=0, quiet=True)
+    assert r.key == "positions shifted" and "-2" in r.message, r.message

@@ -224,3 +224,19 @@ def test_checkers_survive_odd_returns(checker):
     assert not checker(lambda *a: "a string", quiet=True).passed
     assert not checker(lambda *a: torch.full((2, 5, 7), math.nan, dtype=torch.float64), quiet=True).passed
     assert not checker(lambda *a: nn.Identity(), quiet=True).passed
+
+
+# --- slips nobody listed: the output written as a sum of the block's parts ---------------------------------------
+
+@pytest.mark.parametrize("fn, shown", [
+    (lambda x, ln1, attn, ln2, mlp: attn(ln1(x)) + mlp(ln2(x + attn(ln1(x)))), "your output is attn(ln1(x)) +"),
+    (lambda x, ln1, attn, ln2, mlp: 2 * x + attn(ln1(x)) + mlp(ln2(x + attn(ln1(x)))), "2·x"),
+])
+def test_block_output_is_decomposed(fn, shown):
+    r = ch08.check_block_forward(fn, seed=0, quiet=True)
+    assert not r.passed and r.key == "sum of the wrong parts" and shown in r.message, r.message
+
+
+def test_layer_norm_weight_applied_twice_is_named():
+    r = ch08.check_layer_norm(lambda x, w, b, eps: (_xhat(x, eps) * w + b) * w, seed=0, quiet=True)
+    assert r.key == "gain or bias wrong" and "weight²" in r.message, r.message

@@ -9,7 +9,7 @@ import torch
 
 from kqvlib.attention import padding_mask
 from kqvlib.checks import CheckResult, Mistake, Property, Trial
-from kqvlib.exercises.diagnose import checked as check
+from kqvlib.exercises.diagnose import checked as check, describe
 
 NEG_INF = float("-inf")
 CONVENTION = "True = attend, False = blocked"
@@ -72,6 +72,14 @@ def mask_difference(got, expected, lengths=None) -> tuple[str, str] | None:
             return "rows blocked", ("your mask blocks whole rows (queries) that must see their keys: padding is "
                                     "hidden by blocking keys (the last axis), never a query's whole row.")
         return "too closed", f"your mask blocks {int(missing.sum())} entries that must be open."
+    if bool(extra.any()) and bool(missing.any()):
+        found = describe(got, expected, ("query", "key"))
+        if found is not None and found[0] not in ("some entries wrong", "some rows wrong", "edge wrong"):
+            return found
+        o, c = [tuple(int(v) for v in m.nonzero()[0][-2:]) for m in (extra, missing)]
+        return "wrong entries", (f"your mask opens {int(extra.sum())} entries that must be blocked (e.g. query {o[0]}, "
+                                 f"key {o[1]}) and blocks {int(missing.sum())} that must be open (e.g. query {c[0]}, "
+                                 f"key {c[1]}): query t may read key s when s ≤ t (and s is a real token).")
     return None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from kqvlib.block import MLP, LayerNorm
-from kqvlib.checks import CheckResult, Mistake, Trial
+from kqvlib.checks import CheckResult, Mistake, Property, Trial, close
 from kqvlib.exercises.diagnose import checked as check
 from kqvlib.exercises.common import explain_error
 from kqvlib.multihead import MultiHeadAttention
@@ -136,6 +136,30 @@ _BLOCK_MISTAKES = [
 ]
 
 
+def _parts(x, ln1, attn, ln2, mlp):
+    """The pieces a block is made of, to write a wrong output as a sum of them."""
+    a = attn(ln1(x))
+    return {"x": x, "attn(ln1(x))": a, "mlp(ln2(x + attn(ln1(x))))": mlp(ln2(x + a)),
+            "mlp(ln2(x))": mlp(ln2(x)), "mlp(ln2(attn(ln1(x))))": mlp(ln2(a))}
+
+
+def _as_sum(args, got, expected):
+    """Write a wrong output as c₁·x + c₂·attn(ln1(x)) + c₃·mlp(…) with whole numbers: name what is missing or doubled."""
+    if got.shape != expected.shape:
+        return None
+    with torch.no_grad():
+        parts = _parts(*args)
+    A = torch.stack([p.flatten() for p in parts.values()], 1)  # (N, 5)
+    coef = torch.linalg.lstsq(A, got.flatten()[:, None]).solution[:, 0]
+    if not close(A @ coef, got.flatten(), atol=1e-7) or not close(coef, coef.round(), atol=1e-6):
+        return None
+    terms = [f"{'' if c == 1 else ('−' if c == -1 else f'{c:g}·')}{n}" for n, c in zip(parts, coef.round().tolist()) if c]
+    want = "x + attn(ln1(x)) + mlp(ln2(x + attn(ln1(x))))"
+    return "sum of the wrong parts", (f"your output is {' + '.join(terms) or '0'}, but the block is {want}: "
+                                      f"x' = x + attn(ln1(x)), then x' + mlp(ln2(x')). Each residual adds its "
+                                      f"branch once, to the stream as it is at that point.")
+
+
 def _explain(e: BaseException) -> tuple[str, str] | None:
     if "cross-attention" in str(e):
         return "attention arguments", ("attn takes one argument, the normalised stream: attn(ln1(x)). A second "
@@ -147,4 +171,5 @@ def _explain(e: BaseException) -> tuple[str, str] | None:
 def check_block_forward(fn, *, seed: int | None = None, quiet: bool = False) -> CheckResult:
     """fn(x: (B, T, C), ln1, attn, ln2, mlp) → (B, T, C): x' = x + attn(ln1(x)), then x' + mlp(ln2(x'))."""
     return check("block_forward", fn, _block, [Trial(_block_inputs)], _BLOCK_MISTAKES, explain=_explain,
+                 properties=[Property("parts", _as_sum)], axes=("batch", "position", "feature"),
                  seed=seed, quiet=quiet)

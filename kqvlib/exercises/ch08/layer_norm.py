@@ -173,12 +173,31 @@ def _ln_property() -> Property:
         x, weight, bias, eps = args
         if got.shape != expected.shape or not bool((weight.abs() > 1e-3).all()):
             return None
+        xh = _x_hat(x, eps).reshape(-1, x.shape[-1])  # (N, C): the right normalised x
+        G = got.reshape(-1, x.shape[-1])
+        A = ((G - G.mean(0)) * (xh - xh.mean(0))).sum(0) / ((xh - xh.mean(0)) ** 2).sum(0)  # (C,) per-feature gain
+        Bc = G.mean(0) - A * xh.mean(0)  # (C,) per-feature shift
+        if close(G, xh * A + Bc) and not (close(A, weight) and close(Bc, bias)) \
+                and not (close(Bc, bias) and constant_factor(A, weight) is not None):  # that is a scale: below
+            names = {"weight": weight, "weight²": weight ** 2, "1 (no weight)": torch.ones_like(weight),
+                     "bias": bias, "weight · bias": weight * bias, "0 (no bias)": torch.zeros_like(bias),
+                     "2 · bias": 2 * bias}
+            gain = next((n for n, v in names.items() if close(A, v)), "something else")
+            shift = next((n for n, v in names.items() if close(Bc, v)), "something else")
+            return "gain or bias wrong", (f"your normalisation is right, but each feature then gets the gain {gain} "
+                                          f"and the shift {shift}, where it should get weight and bias: finish with "
+                                          f"exactly x_hat * weight + bias, once.")
         z = (got - bias) / weight  # (..., C): what the learner's normalisation produced
         mean = z.mean(dim=-1)
         if not close(mean, torch.zeros_like(mean), atol=1e-6):
             return "not centred", ("after undoing weight and bias, your positions do not average 0 over their C "
                                    "features. Subtract each position's own mean: x - x.mean(dim=-1, keepdim=True).")
         c = constant_factor(z, _x_hat(x, eps))
+        f = z / _x_hat(x, eps)  # (..., C): a factor per position when only the denominator is off
+        if c is None and close(f, f[..., :1].expand_as(f), atol=1e-6):
+            return "wrong denominator", ("each position is centred and scaled by one number, but not by "
+                                         "1/√(var + eps): the denominator is off for each position (check var "
+                                         "over the C features, biased, and eps inside the square root).")
         if c is not None:
             return "scaled", (f"your normalised x is the right one times {c:.3g}: the division is off by a "
                               f"constant. Divide by torch.sqrt(var + eps), var the mean of (x - mean)² over C.")
