@@ -64,24 +64,35 @@ def is_int(v: object) -> bool:
     return isinstance(v, (numbers.Integral, torch.SymInt)) and not isinstance(v, bool)
 
 
-def require_int(func: str, name: str, v: object, lo: int | None = None, hi: int | None = None) -> None:
-    """``v`` must be an int with ``lo <= v`` (and ``v <= hi``) where given."""
-    require(is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi), lambda: (
-        f"{func}: {name} must be an int" + (f" ≥ {lo}" if lo is not None else "")
+def require_int(func: str, name: str, v: object, lo: int | None = None, hi: int | None = None,
+                none_ok: bool = False) -> None:
+    """``v`` must be an int with ``lo <= v`` (and ``v <= hi``) where given; or None, with ``none_ok``."""
+    require(none_ok and v is None or is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi), lambda: (
+        f"{func}: {name} must be {'None or ' if none_ok else ''}an int" + (f" ≥ {lo}" if lo is not None else "")
         + (f" and ≤ {hi}" if hi is not None else "") + f", got {v!r}"))
 
 
+def require_ints(func: str, lo: int | None = None, **values: object) -> None:
+    """Each keyword argument must be an int ≥ ``lo``: ``require_ints("f", lo=0, B=B, T=T)``."""
+    for name, v in values.items():
+        require_int(func, name, v, lo=lo)
+
+
 def require_real(func: str, name: str, v: object, lo: float | None = None, hi: float | None = None,
-                 lo_open: bool = False, hi_open: bool = False) -> None:
-    """``v`` must be a finite real number in the interval [lo, hi] (an end is open where asked)."""
+                 lo_open: bool = False, hi_open: bool = False, none_ok: bool = False) -> None:
+    """``v`` must be a finite real number in the interval [lo, hi] (an end is open where asked); or None,
+    with ``none_ok``."""
+    if none_ok and v is None:
+        return
     ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
     ok = ok and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
 
     def message():
         where = ""
         if lo is not None or hi is not None:
-            where = f" in {'(' if lo_open else '['}{'-∞' if lo is None else lo}, {'∞' if hi is None else hi}{')' if hi_open else ']'}"
-        return f"{func}: {name} must be a finite number{where}, got {v!r}"
+            left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
+            where = f" in {left}{'-∞' if lo is None else lo}, {'∞' if hi is None else hi}{right}"
+        return f"{func}: {name} must be {'None or ' if none_ok else ''}a finite number{where}, got {v!r}"
     require(ok, message)
 
 
@@ -113,7 +124,39 @@ def as_device(func: str, name: str, device: object) -> torch.device | None:
     try:
         return torch.device(device)
     except (RuntimeError, TypeError, ValueError) as e:
-        raise ValueError(f"{func}: {name} must be a torch.device or a name such as 'cpu', got {device!r} ({e})") from None
+        raise ValueError(f"{func}: {name} must be a torch.device or a name such as 'cpu', got {device!r} "
+                         f"({e})") from None
+
+
+def require_dim(func: str, x: torch.Tensor, dim: object) -> None:
+    """``dim`` must be an int naming an axis of ``x`` (a 0-d tensor takes 0 or -1, as in torch)."""
+    n = max(x.dim(), 1)
+    require(is_int(dim) and -n <= dim < n, lambda: (
+        f"{func}: dim must be an int in [{-n}, {n - 1}] for x of shape {tuple(x.shape)}, got {dim!r}"))
+
+
+def require_qkv(func: str, q: object, k: object, v: object, names: tuple[str, str, str] = ("q", "k", "v"),
+                n: int = 2, same_length: bool = False) -> None:
+    """Attention's q (..., T, d), k (..., S, d), v (..., S, d_v) — or, with ``n=1``, one position's
+    (..., d), (..., d), (..., d_v): floating point, one dtype and device, d shared, S shared by k and v
+    (and T = S with ``same_length``), leading axes that broadcast together. ``names``: the arguments'."""
+    nq, nk, nv = names
+    for arg, t in zip(names, (q, k, v)):
+        require_float(func, arg, t, min_dim=n)
+    require(q.shape[-1] == k.shape[-1],
+            lambda: f"{func}: {nq} {tuple(q.shape)} and {nk} {tuple(k.shape)} must share their last axis d")
+    require(n == 1 or k.shape[-2] == v.shape[-2], lambda: (
+        f"{func}: {nk} {tuple(k.shape)} and {nv} {tuple(v.shape)} must have the same number of keys S"))
+    require(not same_length or q.shape[-2] == k.shape[-2], lambda: (
+        f"{func}: {nq} {tuple(q.shape)} and {nk} {tuple(k.shape)} must have as many positions (causal)"))
+    require(q.dtype == k.dtype == v.dtype and q.device == k.device == v.device, lambda: (
+        f"{func}: {nq}, {nk} and {nv} must share a dtype and a device, got {q.dtype}, {k.dtype}, {v.dtype} on "
+        f"{q.device}, {k.device}, {v.device}"))
+    try:
+        torch.broadcast_shapes(q.shape[:-n], k.shape[:-n], v.shape[:-n])
+    except RuntimeError:
+        raise ValueError(f"{func}: the leading axes of {nq} {tuple(q.shape)}, {nk} {tuple(k.shape)} and {nv} "
+                         f"{tuple(v.shape)} do not broadcast together") from None
 
 
 def require_same_device(func: str, **tensors: torch.Tensor) -> None:
@@ -130,6 +173,8 @@ def require_module(func: str, name: str, m: object) -> None:
 def lookup(func: str, name: str, emb: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
     """``emb(idx)``; an id outside the table is a ValueError naming it. The ids are searched only after the
     embedding has raised (on the CPU), so the check costs nothing when they are fine."""
+    require(idx.dtype in (torch.int64, torch.int32), lambda: (
+        f"{func}: {name} must be int64 or int32 token ids (what an embedding takes), got {idx.dtype}"))
     try:
         return emb(idx)
     except IndexError:

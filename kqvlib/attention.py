@@ -20,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from kqvlib._common import as_device, is_int, require, require_dtype, require_float, require_same_device
+from kqvlib._common import as_device, is_int, require, require_dim, require_dtype, require_float, require_same_device
 
 
 def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -34,7 +34,7 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     inf − inf) makes its whole row NaN, as in ``torch.softmax``; an empty ``x`` gives an empty result.
     """
     require_float("softmax", "x", x)
-    _require_dim("softmax", x, dim)
+    require_dim("softmax", x, dim)
     if x.dim() and x.shape[dim] == 0:  # nothing to normalise (amax has no identity to reduce an empty axis to)
         return x.clone()
     m = x.amax(dim=dim, keepdim=True)
@@ -42,12 +42,6 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     e = torch.exp(x - m)
     s = e.sum(dim=dim, keepdim=True)  # ≥ 1 in a row with a finite maximum; 0 in an all -inf row; NaN with a NaN
     return torch.where(s == 0, torch.zeros_like(e), e / s.clamp_min(torch.finfo(x.dtype).tiny))
-
-
-def _require_dim(func: str, x: torch.Tensor, dim: object) -> None:
-    n = max(x.dim(), 1)  # a 0-d tensor takes dim 0 or -1, as in torch
-    require(is_int(dim) and -n <= dim < n, lambda: (
-        f"{func}: dim must be an int in [{-n}, {n - 1}] for x of shape {tuple(x.shape)}, got {dim!r}"))
 
 
 def soft_lookup(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

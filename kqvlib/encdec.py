@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kqvlib._common import eval_mode, require
+from kqvlib._common import (eval_mode, lookup, require, require_choice, require_float, require_generator, require_ids,
+                            require_int, require_module, require_real)
 from kqvlib.block import MLP, Block
 from kqvlib.multihead import MultiHeadAttention
 from kqvlib.positions import SinusoidalPositions
@@ -66,10 +67,13 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None = None,
                 return_weights: bool = False):
-        require(x.dim() == 3 and x.shape[-1] == self.d_model and memory.dim() == 3
-                and memory.shape[0] == x.shape[0] and memory.shape[-1] == self.d_model, lambda: (
-                    f"DecoderBlock: expected x (B, T, {self.d_model}) and memory (B, S, {self.d_model}), "
-                    f"got {tuple(x.shape)} and {tuple(memory.shape)}"))
+        require_float("DecoderBlock", "x", x)
+        require_float("DecoderBlock", "memory", memory)
+        require(x.dim() == 3 and x.shape[-1] == self.d_model and memory.dim() == 3 and memory.shape[0] == x.shape[0]
+                and memory.shape[-1] == self.d_model and memory.dtype == x.dtype and memory.device == x.device, lambda: (
+                    f"DecoderBlock: expected x (B, T, {self.d_model}) and memory (B, S, {self.d_model}) of one dtype "
+                    f"and device, got {tuple(x.shape)} {x.dtype} and {tuple(memory.shape)} {memory.dtype} on {memory.device}"))
+        _check_memory_mask("DecoderBlock", "memory_mask", memory_mask, memory)
         x = x + self.self_attn(self.ln1(x))  # (B, T, C): the target so far, causally
         h = self.cross_attn(self.ln2(x), context=memory, mask=memory_mask,
                             return_weights=return_weights)  # queries (B, T, C), keys (B, S, C)
@@ -77,6 +81,16 @@ class DecoderBlock(nn.Module):
         x = x + h  # (B, T, C)
         x = x + self.mlp(self.ln3(x))  # (B, T, C)
         return (x, weights) if return_weights else x
+
+
+def _check_memory_mask(func: str, name: str, mask, memory: torch.Tensor) -> None:
+    """None, or a bool mask (True = a real source token) that broadcasts to (B, 1, 1, S) like memory (B, S, C)."""
+    want = (memory.shape[0], 1, 1, memory.shape[1])
+    ok = mask is None or isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and mask.device == memory.device \
+        and mask.dim() == 4 and all(m in (1, w) for m, w in zip(mask.shape, want))  # broadcasts to (B, 1, 1, S)
+    require(ok, lambda: f"{func}: {name} must be None or a bool mask of shape (B, 1, 1, S) = {want} like memory, got "
+                        + (f"{mask.dtype} {tuple(mask.shape)} on {mask.device}" if isinstance(mask, torch.Tensor)
+                           else type(mask).__name__))
 
 
 class EncoderDecoder(nn.Module):
@@ -91,8 +105,12 @@ class EncoderDecoder(nn.Module):
 
     def __init__(self, cfg: EncDecConfig):
         super().__init__()
-        require(cfg.d_model % cfg.n_heads == 0,
-                lambda: f"EncDecConfig: d_model={cfg.d_model} not divisible by n_heads={cfg.n_heads}")
+        require(isinstance(cfg, EncDecConfig), lambda: f"EncoderDecoder: cfg must be an EncDecConfig, got {type(cfg).__name__}")
+        for name in ("vocab_size", "d_model", "n_heads", "max_len", "n_enc_layers", "n_dec_layers"):
+            require_int("EncDecConfig", name, getattr(cfg, name), lo=0 if name.endswith("layers") else 1)
+        require_int("EncDecConfig", "pad_id", cfg.pad_id, lo=0, hi=cfg.vocab_size - 1)
+        require(cfg.d_model % cfg.n_heads == 0 and cfg.d_model % 2 == 0,
+                lambda: f"EncDecConfig: d_model={cfg.d_model} must be even and divisible by n_heads={cfg.n_heads}")
         self.config = cfg
         C = cfg.d_model
         self.tok_emb = nn.Embedding(cfg.vocab_size, C)
@@ -103,16 +121,18 @@ class EncoderDecoder(nn.Module):
         self.ln_dec = nn.LayerNorm(C)
         self.lm_head = nn.Linear(C, cfg.vocab_size, bias=False)
 
-    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+    def embed(self, idx: torch.Tensor, name: str = "idx") -> torch.Tensor:
         """(B, T) token ids → (B, T, C): token vectors plus position vectors."""
-        require(idx.dim() == 2 and idx.shape[1] <= self.config.max_len, lambda: (
-            f"EncoderDecoder: expected ids of shape (B, T ≤ {self.config.max_len}), got {tuple(idx.shape)}"))
-        return self.tok_emb(idx) + self.pos(idx.shape[1])  # (B, T, C) + (T, C)
+        require_ids("EncoderDecoder", name, idx, dim=2)
+        require(idx.shape[1] <= self.config.max_len and idx.device == self.tok_emb.weight.device, lambda: (
+            f"EncoderDecoder: expected {name} of shape (B, T ≤ {self.config.max_len}) on "
+            f"{self.tok_emb.weight.device}, got {tuple(idx.shape)} on {idx.device}"))
+        return lookup("EncoderDecoder", name, self.tok_emb, idx) + self.pos(idx.shape[1])  # (B, T, C) + (T, C)
 
     def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """src (B, S) → memory (B, S, C) and the source's padding mask (B, 1, 1, S), True = real."""
+        x = self.embed(src, "src")  # (B, S, C)
         mask = (src != self.config.pad_id)[:, None, None, :]  # (B, S) → (B, 1, 1, S)
-        x = self.embed(src)  # (B, S, C)
         for block in self.encoder:
             x = block(x, mask=mask)  # bidirectional: every real token sees every real token
         return self.ln_enc(x), mask
@@ -120,7 +140,11 @@ class EncoderDecoder(nn.Module):
     def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None,
                return_weights: bool = False):
         """tgt_in (B, T), memory (B, S, C) → logits (B, T, V) [, list of (B, H, T, S) weights]."""
-        x, weights = self.embed(tgt_in), []  # (B, T, C)
+        require_float("EncoderDecoder.decode", "memory", memory)
+        require(memory.dim() == 3 and memory.shape[-1] == self.config.d_model, lambda: (
+            f"EncoderDecoder.decode: memory must be (B, S, {self.config.d_model}), got {tuple(memory.shape)}"))
+        _check_memory_mask("EncoderDecoder.decode", "mask", mask, memory)
+        x, weights = self.embed(tgt_in, "tgt_in"), []  # (B, T, C)
         for block in self.decoder:
             if return_weights:
                 x, w = block(x, memory, mask, return_weights=True)
@@ -131,7 +155,9 @@ class EncoderDecoder(nn.Module):
         return (logits, weights) if return_weights else logits
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, return_weights: bool = False):
-        require(src.dim() == 2 and tgt_in.dim() == 2 and src.shape[0] == tgt_in.shape[0], lambda: (
+        require_ids("EncoderDecoder", "src", src, dim=2)
+        require_ids("EncoderDecoder", "tgt_in", tgt_in, dim=2)
+        require(src.shape[0] == tgt_in.shape[0], lambda: (
             f"EncoderDecoder: expected src (B, S) and tgt_in (B, T), got {tuple(src.shape)} "
             f"and {tuple(tgt_in.shape)}"))
         memory, mask = self.encode(src)
@@ -142,6 +168,9 @@ class EncoderDecoder(nn.Module):
 
 def is_held_out(digits: torch.Tensor) -> torch.Tensor:
     """(B, L) digits 0–9, padded with −1 → (B,) bool: Σ (i+1)·dᵢ divisible by 10. Built in chapter 12."""
+    require_ids("is_held_out", "digits", digits, dim=2)
+    require(bool(((digits >= -1) & (digits <= 9)).all()), lambda: f"is_held_out: digits must be 0–9 (or −1 for "
+            f"padding), got values {sorted(set(digits.flatten().tolist()))[:12]}")
     weights = torch.arange(1, digits.shape[1] + 1, device=digits.device)  # (L,)
     return (digits.clamp(min=0) * weights).sum(dim=1) % 10 == 0  # (B,)
 
@@ -165,8 +194,11 @@ def digit_batch(batch_size: int, generator: torch.Generator, task: str = "revers
     tgt_out (B, max_len + 1) = answer, EOS, PAD… (the next token at every position of tgt_in).
     split "train" never gives a held-out sequence (:func:`is_held_out`), split "test" gives only them.
     """
-    require(task in ("reverse", "sort") and split in ("train", "test") and 1 <= min_len <= max_len,
-            lambda: f"digit_batch: task {task!r}, split {split!r}, lengths {min_len}–{max_len}")
+    for name, v, lo in (("batch_size", batch_size, 1), ("min_len", min_len, 1), ("max_len", max_len, min_len)):
+        require_int("digit_batch", name, v, lo=lo)
+    require_generator("digit_batch", "generator", generator)
+    require_choice("digit_batch", "task", task, ("reverse", "sort"))
+    require_choice("digit_batch", "split", split, ("train", "test"))
     rows, lens, have = [], [], 0
     while have < batch_size:  # draw, then keep the rows of the wanted split (about 90% or 10%)
         n = torch.randint(min_len, max_len + 1, (4 * batch_size,), generator=generator)  # (4B,)
@@ -192,6 +224,9 @@ def digit_batch(batch_size: int, generator: torch.Generator, task: str = "revers
 
 def to_digits(ids: torch.Tensor) -> str:
     """(T,) token ids → "31415" (the digits up to the first EOS or PAD). Built in chapter 12."""
+    require_ids("to_digits", "ids", ids, dim=1)
+    require(bool(((ids >= 0) & (ids < DIGIT0 + 10)).all()), lambda: f"to_digits: ids must be tokens 0..{DIGIT0 + 9} "
+            f"(PAD, BOS, EOS, digits 0–9 as {DIGIT0}–{DIGIT0 + 9}), got {[t for t in ids.tolist() if not 0 <= t < DIGIT0 + 10][:5]}")
     out = []
     for t in ids.tolist():
         if t in (EOS, PAD):
@@ -207,6 +242,9 @@ def greedy_decode(model: nn.Module, src: torch.Tensor, steps: int) -> torch.Tens
     Works with any ``model(src, tgt_in)`` → (B, T, V). An :class:`EncoderDecoder` encodes the source
     once and reruns only its decoder on the whole prefix at every step; any other model is rerun whole
     (no cache: these sequences are a dozen tokens)."""
+    require(callable(model), lambda: f"greedy_decode: model must be callable, model(src, tgt_in), got {type(model).__name__}")
+    require_ids("greedy_decode", "src", src, dim=2)
+    require_int("greedy_decode", "steps", steps, lo=0)
     tgt = torch.full((src.shape[0], 1), BOS, device=src.device)  # (B, 1)
     with eval_mode(model):
         # memory (B, S, C) and the source's mask (B, 1, 1, S): they do not depend on the target
@@ -221,6 +259,11 @@ def greedy_decode(model: nn.Module, src: torch.Tensor, steps: int) -> torch.Tens
 def exact_match(model: nn.Module, src: torch.Tensor, tgt_out: torch.Tensor) -> float:
     """Fraction of sequences whose greedy answer, EOS included, is exactly tgt_out (B, T).
     Built in chapter 12."""
+    require_ids("exact_match", "src", src, dim=2)
+    require_ids("exact_match", "tgt_out", tgt_out, dim=2)
+    require(src.shape[0] == tgt_out.shape[0] > 0 and bool((tgt_out >= 0).all()), lambda: (
+        f"exact_match: src {tuple(src.shape)} and tgt_out {tuple(tgt_out.shape)} must hold as many sequences, at "
+        f"least one (the fraction of an empty batch is undefined), and tgt_out token ids ≥ 0"))
     pred = greedy_decode(model, src, tgt_out.shape[1])  # (B, T)
     right = (pred == tgt_out) | (tgt_out == PAD)  # (B, T): positions after EOS do not count
     return right.all(dim=1).float().mean().item()
@@ -233,6 +276,11 @@ def train_seq2seq(model: nn.Module, steps: int, batch_size: int = 64, lr: float 
 
     AdamW, linear warm-up then cosine decay to lr/10, gradients clipped at 1. The batches depend only
     on ``seed``, so two models trained with the same seed see the same batches."""
+    require_module("train_seq2seq", "model", model)
+    for name, v, lo in (("steps", steps, 0), ("batch_size", batch_size, 1), ("seed", seed, None), ("warmup", warmup, 1)):
+        require_int("train_seq2seq", name, v, lo=lo)
+    require_real("train_seq2seq", "lr", lr, lo=0, lo_open=True)
+    require_choice("train_seq2seq", "task", task, ("reverse", "sort"))
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     losses = []

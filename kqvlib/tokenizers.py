@@ -38,7 +38,7 @@ class CharTokenizer:
         """str of length n → n ids."""
         require_str("CharTokenizer.encode", "s", s)
         unknown = sorted(set(s) - self.stoi.keys())
-        require(not unknown, lambda: f"CharTokenizer.encode: characters not in the vocabulary: {unknown!r}")
+        require(not unknown, lambda: f"CharTokenizer.encode: s holds characters not in the vocabulary: {unknown!r}")
         return [self.stoi[c] for c in s]
 
     def decode(self, ids) -> str:
@@ -53,6 +53,8 @@ def _id_list(func: str, ids, name: str = "ids") -> list[int]:
     """A list or tuple of ints, or a 1-D integer tensor, as a list of ints (anything else: a clear error)."""
     if isinstance(ids, torch.Tensor):
         require_ids(func, name, ids, dim=1)
+        ids = ids.tolist()
+    elif hasattr(ids, "tolist") and getattr(ids, "ndim", None) == 1:  # a NumPy array of ids
         ids = ids.tolist()
     require(isinstance(ids, (list, tuple, range)), lambda: (
         f"{func}: {name} must be a list of ints or a 1-D integer tensor, got {type(ids).__name__}"))
@@ -213,7 +215,12 @@ class BPETokenizer:
                              f"or 'strict', got {errors!r}") from None
         bad = [i for i in ids if not 0 <= i < len(self.vocab)]
         require(not bad, lambda: f"BPETokenizer.decode: ids out of range 0..{len(self.vocab) - 1}: {bad[:5]}")
-        return b"".join(self.vocab[i] for i in ids).decode("utf-8", errors=errors)
+        data = b"".join(self.vocab[i] for i in ids)
+        try:
+            return data.decode("utf-8", errors=errors)
+        except UnicodeDecodeError as e:  # errors="strict": say which ids broke it
+            raise UnicodeDecodeError(e.encoding, e.object, e.start, e.end,
+                                     f"{e.reason}; ids {ids[:8]}{'…' if len(ids) > 8 else ''} are not whole UTF-8 characters") from None
 
     def token_str(self, i: int) -> str:
         """What id ``i`` stands for, printable (bytes that are not whole UTF-8 show as escapes)."""
