@@ -384,3 +384,85 @@ def test_tile_stub_does_not_crash(capsys):
         raise NotImplementedError
     assert ch13.check_flash_backward_tile(stub).key == "not attempted"
     assert ch13.check_flash_backward_tile(lambda *a: None, quiet=True).key == "returned None"
+
+
+# --- a second set of slips, written after the checkers, kept apart until they were final ----------------------
+
+def held_s1(chunks):  # global max per chunk (scalar)
+    m = l = None
+    for c in chunks:
+        mx = c.max()
+        if m is None: m, l = mx, torch.exp(c - mx).sum(-1); continue
+        mn = torch.maximum(m, mx); l = l * torch.exp(m - mn) + torch.exp(c - mn).sum(-1); m = mn
+    return m, l
+def held_s2(chunks):  # exp with the old m
+    m, l = None, None
+    for c in chunks:
+        if m is None: m = torch.full((c.shape[0],), -math.inf, dtype=c.dtype); l = torch.zeros_like(m)
+        mn = torch.maximum(m, c.amax(-1)); l = l * torch.exp(m - mn) + torch.exp(c - m[:, None]).sum(-1); m = mn
+    return m, l
+def held_s3(chunks):  # returns (m, log l)
+    m = l = None
+    for c in chunks:
+        mx = c.amax(-1)
+        if m is None: m, l = mx, torch.exp(c - mx[:, None]).sum(-1); continue
+        mn = torch.maximum(m, mx); l = l * torch.exp(m - mn) + torch.exp(c - mn[:, None]).sum(-1); m = mn
+    return m, torch.log(l)
+def held_s4(chunks):  # m never updated after the first chunk
+    m = l = None
+    for c in chunks:
+        mx = c.amax(-1)
+        if m is None: m, l = mx, torch.exp(c - mx[:, None]).sum(-1); continue
+        mn = torch.maximum(m, mx); l = l * torch.exp(m - mn) + torch.exp(c - mn[:, None]).sum(-1)
+    return m, l
+def held_s5(chunks):  # no [:, None]: raw broadcast error
+    m = l = None
+    for c in chunks:
+        mx = c.amax(-1)
+        if m is None: m, l = mx, torch.exp(c - mx).sum(-1); continue
+    return m, l
+def held_s6(chunks):  # sums over the wrong axis
+    m = l = None
+    for c in chunks:
+        mx = c.amax(-1)
+        if m is None: m, l = mx, torch.exp(c - mx[:, None]).sum(0); continue
+        mn = torch.maximum(m, mx); l = l * torch.exp(m - mn) + torch.exp(c - mn[:, None]).sum(0); m = mn
+    return m, l
+def held_t1(q, k, v, do, lse, delta):  # precedence: exp(s) - lse
+    c = q.shape[-1] ** -0.5; p = torch.exp(q @ k.mT * c) - lse
+    ds = p * (do @ v.mT - delta); return ds @ k * c, ds.mT @ q * c, p.mT @ do
+def held_t2(q, k, v, do, lse, delta):  # forgot P in dS
+    c = q.shape[-1] ** -0.5; p = torch.exp(q @ k.mT * c - lse)
+    ds = do @ v.mT - delta; return ds @ k * c, ds.mT @ q * c, p.mT @ do
+def held_t3(q, k, v, do, lse, delta):  # dk without scale
+    c = q.shape[-1] ** -0.5; p = torch.exp(q @ k.mT * c - lse)
+    ds = p * (do @ v.mT - delta); return ds @ k * c, ds.mT @ q, p.mT @ do
+def held_t4(q, k, v, do, lse, delta):  # dv from dS
+    c = q.shape[-1] ** -0.5; p = torch.exp(q @ k.mT * c - lse)
+    ds = p * (do @ v.mT - delta); return ds @ k * c, ds.mT @ q * c, ds.mT @ do
+def held_t5(q, k, v, do, lse, delta):  # .T on 4-D
+    c = q.shape[-1] ** -0.5; p = torch.exp(q @ k.transpose(0, 1) * c - lse)
+    ds = p * (do @ v.transpose(0, 1) - delta); return ds @ k * c, ds.transpose(0, 1) @ q * c, p.transpose(0, 1) @ do
+def held_t6(q, k, v, do, lse, delta):  # returns (dq, dv, dk)
+    c = q.shape[-1] ** -0.5; p = torch.exp(q @ k.mT * c - lse)
+    ds = p * (do @ v.mT - delta); return ds @ k * c, p.mT @ do, ds.mT @ q * c
+def held_b1(q, k, v, b):  # whole matrix via einsum
+    return torch.softmax(torch.einsum("...td,...sd->...ts", q, k) / math.sqrt(q.shape[-1]), -1) @ v
+
+
+HELD_OUT = [
+    (ch13.check_stream_softmax, held_s1, "pair shape"), (ch13.check_stream_softmax, held_s2, "nan"),
+    (ch13.check_stream_softmax, held_s3, "returned log l"), (ch13.check_stream_softmax, held_s4, "m never updated"),
+    (ch13.check_stream_softmax, held_s5, "keepdim"),
+    (ch13.check_flash_backward_tile, held_t1, "exp before subtracting"),
+    (ch13.check_flash_backward_tile, held_t2, "P left out of dS"),
+    (ch13.check_flash_backward_tile, held_t3, "dk not scaled"), (ch13.check_flash_backward_tile, held_t4, "dv wrong"),
+    (ch13.check_flash_backward_tile, held_t5, "extra axes"), (ch13.check_flash_backward_tile, held_t6, "order"),
+    (ch13.check_blockwise_attention, held_b1, "whole score matrix"),
+]
+
+
+@pytest.mark.parametrize("checker, fn, key", HELD_OUT, ids=[f.__name__ for _, f, _ in HELD_OUT])
+def test_held_out_slips_are_named(checker, fn, key):
+    r = checker(fn, quiet=True, seed=7)
+    assert not r.passed and r.key == key, r.message

@@ -15,12 +15,14 @@ F64 = torch.float64
 # --- one tile of FlashAttention's backward --------------------------------------------------------------------
 
 def _tile(q, k, v, d_out, lse, delta, *, scale=None, p_local=False, delta_sign=-1.0, dq_scale=True,
-          dk_scale=True):
+          dk_scale=True, exp_first=False, no_p=False):
     c = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     s = q @ k.mT * c  # (..., bq, bk)
     p = torch.softmax(s, dim=-1) if p_local else torch.exp(s - lse)  # (..., bq, bk)
+    if exp_first:
+        p = torch.exp(s) - lse
     dv = p.mT @ d_out  # (..., bk, d_v)
-    ds = p * (d_out @ v.mT + delta_sign * delta)  # (..., bq, bk)
+    ds = (1.0 if no_p else p) * (d_out @ v.mT + delta_sign * delta)  # (..., bq, bk)
     dq = ds @ k * (1 / math.sqrt(q.shape[-1]) if dq_scale else 1.0)  # (..., bq, d)
     dk = ds.mT @ q * (1 / math.sqrt(q.shape[-1]) if dk_scale else 1.0)  # (..., bk, d)
     return dq, dk, dv
@@ -66,6 +68,11 @@ _TILE_SLIPS = [
      "= Σ_s P dP)."),
     ("delta added", lambda *a: _tile(*a, delta_sign=1.0),
      "dS = P ∘ (dP − delta): you added delta instead of subtracting it."),
+    ("exp before subtracting", lambda *a: _tile(*a, exp_first=True),
+     "your P is exp(s) − lse: the subtraction happens inside the exponential, P = exp(s − lse) (mind the "
+     "brackets: torch.exp(s - lse))."),
+    ("P left out of dS", lambda *a: _tile(*a, no_p=True),
+     "dS = P ∘ (dP − delta): you left out the factor P (the softmax's backward multiplies by the weights)."),
     ("scores not scaled", lambda *a: _tile(*a, scale=1.0),
      "the recomputed scores are not scaled: s = q kᵀ / √d, as in the forward pass, or exp(s − lse) is not P."),
 ]

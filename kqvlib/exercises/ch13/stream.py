@@ -124,9 +124,15 @@ def _stream_property(args, got, expected):
         if same_total:
             return "m not the max", ("your m and l describe the right total Σ exp(x), but your m is not "
                                     "the row's max. Keep m = max(m, chunk max) at every step.")
+    if l.shape == el.shape and close(m, em) and close(torch.exp(l), el):
+        return "returned log l", ("your l is log of the sum: return l = Σ exp(x − m) itself (m + log l is "
+                                  "the log-sum-exp).")
     first = stream._chunks[0]
     if close(l, torch.exp(first - em[:, None]).sum(-1)) or close(l, torch.exp(first - m[:, None]).sum(-1)):
         return "first chunk only", "only the first chunk counts: the loop stopped after one chunk (a return inside it?)."
+    if close(m, first.amax(-1)) and not close(m, em):
+        return "m never updated", ("your m is the first chunk's max: it is never updated. After each chunk, "
+                                   "m = m_new.")
     last = stream._chunks[-1]
     if close(m, last.amax(-1)) and not close(m, em):
         return "m of the last chunk", ("your m is the max of the last chunk only: update it with "
