@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kqvlib._common import require
+from kqvlib._common import require, require_choice, require_float, require_int, require_real
 from kqvlib.multihead import KVCache, MultiHeadAttention
 
 
@@ -24,11 +24,14 @@ class LayerNorm(nn.Module):
 
     def __init__(self, d_model: int, eps: float = 1e-5, bias: bool = True):
         super().__init__()
+        require_int("LayerNorm", "d_model", d_model, lo=1)
+        require_real("LayerNorm", "eps", eps, lo=0)
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(d_model))  # (C,) the gain γ
         self.bias = nn.Parameter(torch.zeros(d_model)) if bias else None  # (C,) the shift β
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_float("LayerNorm", "x", x)
         require(x.dim() >= 1 and x.shape[-1] == self.weight.shape[0], lambda: (
             f"LayerNorm: expected x of shape (..., {self.weight.shape[0]}), got {tuple(x.shape)}"))
         mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
@@ -43,9 +46,11 @@ def make_norm(kind: str, d_model: int, bias: bool = True) -> nn.Module:
     "layernorm": ``nn.LayerNorm``, the same function as :class:`LayerNorm` above in one fused kernel;
     "rmsnorm": ``nn.RMSNorm`` (divide by the root mean square; no mean subtracted, no bias).
     """
+    require(kind in ("layernorm", "rmsnorm") if isinstance(kind, str) else False,
+            lambda: f"make_norm: kind must be 'layernorm' or 'rmsnorm' (the norm), got {kind!r}")
+    require_int("make_norm", "d_model", d_model, lo=1)
     if kind == "layernorm":
         return nn.LayerNorm(d_model, bias=bias)
-    require(kind == "rmsnorm", lambda: f"norm must be 'layernorm' or 'rmsnorm', got {kind!r}")
     return nn.RMSNorm(d_model)
 
 
@@ -54,11 +59,17 @@ class MLP(nn.Module):
 
     def __init__(self, d_model: int, bias: bool = True, dropout: float = 0.0):
         super().__init__()
+        require_int("MLP", "d_model", d_model, lo=1)
+        require_real("MLP", "dropout", dropout, lo=0, hi=1, hi_open=True)
+        self.d_model = d_model
         self.fc = nn.Linear(d_model, 4 * d_model, bias=bias)
         self.proj = nn.Linear(4 * d_model, d_model, bias=bias)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_float("MLP", "x", x, min_dim=1)
+        require(x.shape[-1] == self.d_model,
+                lambda: f"MLP: expected x of shape (..., {self.d_model}), got {tuple(x.shape)}")
         return self.drop(self.proj(F.gelu(self.fc(x))))
 
 
@@ -74,6 +85,7 @@ class Block(nn.Module):
                  dropout: float = 0.0, norm: str = "layernorm", impl: str = "sdpa",
                  rotary: nn.Module | None = None):
         super().__init__()
+        require_choice("Block", "norm", norm, ("layernorm", "rmsnorm"))
         self.d_model = d_model
         self.ln1 = make_norm(norm, d_model, bias)
         self.attn = MultiHeadAttention(d_model, n_heads, causal=causal, bias=bias, dropout=dropout,
@@ -84,6 +96,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                 cache: KVCache | None = None) -> torch.Tensor:
+        require_float("Block", "x", x)
         require(x.dim() == 3 and x.shape[-1] == self.d_model,
                 lambda: f"Block: expected x of shape (B, T, {self.d_model}), got {tuple(x.shape)}")
         x = x + self.resid_drop(self.attn(self.ln1(x), mask=mask, cache=cache))  # (B, T, C)

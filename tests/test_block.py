@@ -99,7 +99,7 @@ def test_make_norm_layernorm_is_the_hand_built_function():
 
 
 def test_make_norm_unknown_kind():
-    with pytest.raises(ValueError, match="norm must be 'layernorm' or 'rmsnorm', got 'batchnorm'"):
+    with pytest.raises(ValueError, match="kind must be 'layernorm' or 'rmsnorm' \\(the norm\\), got 'batchnorm'"):
         make_norm("batchnorm", 8)
 
 
