@@ -8,8 +8,11 @@ heads off.
     previous_token_targets, line_start_targets, speaker_targets: jobs as target masks
     uniform_causal_weights(B, T)  the baseline: every query spreads its weight evenly over keys 0 … t
     induction_score(weights, period)  (…, T, T) weights of a sequence that repeats with that period → (…)
+    attention_by_offset(weights, n)   (…, T, T) → (…, n + 2): mean weight at offsets 0 … n and beyond
+    capture_heads(model)          with … as out: model(idx) fills out[l] with (B, T, H, hs), heads' outputs
+    patch_heads(model, out, {(l, h)})  with …: those heads output what ``out`` recorded (another run)
 
-Both context managers work through PyTorch hooks on the attention modules (no change to the model's
+The context managers work through PyTorch hooks on the attention modules (no change to the model's
 code), and remove them in a ``finally``, so they are gone even when the ``with`` block raises.
 """
 from __future__ import annotations
@@ -25,7 +28,7 @@ from kqvlib.multihead import MultiHeadAttention
 
 __all__ = ["attention_layers", "capture_attention", "ablate_heads", "head_score",
            "uniform_causal_weights", "previous_token_targets", "line_start_targets",
-           "speaker_targets", "induction_score"]
+           "speaker_targets", "induction_score", "attention_by_offset", "capture_heads", "patch_heads"]
 
 
 def attention_layers(model: nn.Module) -> list[MultiHeadAttention]:
@@ -84,33 +87,17 @@ def ablate_heads(model: nn.Module, heads: Iterable[tuple[int, int]]) -> Iterator
     pre-hook on ``out_proj``). W_O's bias, if any, stays. No parameter is changed; on exit the hooks
     are removed (also when the block raises), so the model computes exactly what it did before.
     """
-    layers = attention_layers(model)
-    chosen: dict[int, list[int]] = {}
-    for layer, head in heads:
-        require(0 <= layer < len(layers) and 0 <= head < layers[layer].n_heads, lambda: (
-            f"ablate_heads: no head ({layer}, {head}) in a model with {len(layers)} layers of "
-            f"{layers[0].n_heads} heads"))
-        chosen.setdefault(layer, []).append(head)
+    chosen = _heads_in(model, heads, "ablate_heads")
 
-    def hook_for(attn: MultiHeadAttention, off: list[int]):
-        keep = torch.ones(attn.n_heads, attn.head_size)  # (H, hs): 1 keeps a feature, 0 drops it
-        keep[off] = 0.0
+    def zero(off):
+        def f(y):  # (B, T, H, hs)
+            keep = torch.ones(y.shape[2], 1, dtype=y.dtype, device=y.device)  # (H, 1): 0 drops a head
+            keep[off] = 0.0
+            return y * keep
+        return f
 
-        def hook(module, args):
-            x = args[0]  # (B, T, C), the heads side by side
-            mask = keep.to(x.device, x.dtype).reshape(-1)  # (H, hs) → (C,)
-            return (x * mask, *args[1:])
-        return hook
-
-    handles = []
-    try:
-        for layer, off in chosen.items():
-            attn = layers[layer]
-            handles.append(attn.out_proj.register_forward_pre_hook(hook_for(attn, off)))
+    with _before_w_o(model, {layer: zero(off) for layer, off in chosen.items()}):
         yield model
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def head_score(weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -222,3 +209,92 @@ def induction_score(weights: torch.Tensor, period: int) -> torch.Tensor:
         f"block), got {period!r}"))
     t = torch.arange(period, T)  # the queries whose token has occurred before
     return weights[..., t, t - period + 1].mean(-1)  # (...)
+
+
+def attention_by_offset(weights: torch.Tensor, max_offset: int) -> torch.Tensor:
+    """(..., T, T) causal attention weights → (..., max_offset + 2): the mean weight a query t puts on
+    key t − k for k = 0 … max_offset, and in the last column on all keys further back. The mean is over
+    the queries t = max_offset … T − 1, which all have every one of those keys. Built in chapter 14."""
+    require(weights.dim() >= 2 and weights.shape[-1] == weights.shape[-2], lambda: (
+        f"attention_by_offset: weights must be (..., T, T), got {tuple(weights.shape)}"))
+    T = weights.shape[-1]
+    require(isinstance(max_offset, int) and 0 <= max_offset < T, lambda: (
+        f"attention_by_offset: max_offset must be an int in 0 … T − 1 = {T - 1}, got {max_offset!r}"))
+    t = torch.arange(max_offset, T)  # queries with keys t … t − max_offset
+    near = torch.stack([weights[..., t, t - k] for k in range(max_offset + 1)], -1)  # (..., Tq, n + 1)
+    rest = weights[..., t, :].sum(-1, keepdim=True) - near.sum(-1, keepdim=True)  # (..., Tq, 1)
+    return torch.cat([near, rest], -1).mean(-2)  # (..., n + 2)
+
+
+def _heads_in(model: nn.Module, heads: Iterable[tuple[int, int]], who: str) -> dict[int, list[int]]:
+    layers, chosen = attention_layers(model), {}
+    heads = list(heads) if isinstance(heads, Iterable) and not isinstance(heads, str) else [None]
+    require(all(isinstance(p, tuple) and len(p) == 2 for p in heads), lambda: f"{who}: heads must be (layer, head) pairs, e.g. {{(0, 1)}}, got {heads!r}")
+    for layer, head in heads:
+        require(0 <= layer < len(layers) and 0 <= head < layers[layer].n_heads, lambda: (
+            f"{who}: no head ({layer}, {head}) in a model with {len(layers)} layers of "
+            f"{layers[0].n_heads} heads"))
+        chosen.setdefault(layer, []).append(head)
+    return chosen
+
+
+@contextlib.contextmanager
+def _before_w_o(model: nn.Module, change: dict) -> Iterator[None]:
+    """Pre-hooks on W_O: ``change[l]((B, T, H, hs))`` gives layer l's heads' outputs to use instead."""
+    layers = attention_layers(model)
+
+    def hook_for(attn, f):
+        def hook(module, args):
+            x = args[0]  # (B, T, C), the heads side by side
+            B, T, C = x.shape
+            return (f(x.view(B, T, attn.n_heads, -1)).reshape(B, T, C), *args[1:])  # (B, T, H, hs) → (B, T, C)
+        return hook
+
+    handles = []
+    try:
+        for layer, f in change.items():
+            handles.append(layers[layer].out_proj.register_forward_pre_hook(hook_for(layers[layer], f)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def capture_heads(model: nn.Module) -> Iterator[list[torch.Tensor | None]]:
+    """``with capture_heads(model) as out: model(idx)`` → ``out[l]`` is layer l's (B, T, H, hs): what
+    each head hands to W_O (its weights times its values). Head h's part of the residual stream is
+    ``out[l][:, :, h] @ W_O[:, h·hs:(h+1)·hs].T``. Built in chapter 14."""
+    out: list[torch.Tensor | None] = [None] * len(attention_layers(model))
+
+    def keep(i):
+        def f(y):
+            out[i] = y.detach().clone()  # (B, T, H, hs)
+            return y
+        return f
+
+    with _before_w_o(model, {i: keep(i) for i in range(len(out))}):
+        yield out
+
+
+@contextlib.contextmanager
+def patch_heads(model: nn.Module, source: list[torch.Tensor], heads: Iterable[tuple[int, int]]
+                ) -> Iterator[nn.Module]:
+    """``with patch_heads(model, out, {(l, h), …}): model(idx)`` — those heads output what
+    :func:`capture_heads` recorded in ``out`` (a run on another input of the same shape); every other
+    head computes as usual. No parameter changes; the hooks go on exit, also when the block raises.
+    Built in chapter 14."""
+    chosen = _heads_in(model, heads, "patch_heads")
+
+    def put(layer, hs):
+        def f(y):  # (B, T, H, hs)
+            require(source[layer] is not None and source[layer].shape == y.shape, lambda: (
+                f"patch_heads: layer {layer}'s recorded output must be {tuple(y.shape)} like this run's, got "
+                f"{None if source[layer] is None else tuple(source[layer].shape)}"))
+            y = y.clone()
+            y[:, :, hs] = source[layer][:, :, hs].to(y.dtype)
+            return y
+        return f
+
+    with _before_w_o(model, {layer: put(layer, hs) for layer, hs in chosen.items()}):
+        yield model

@@ -4,8 +4,8 @@ head scores and target masks on small hand-made inputs."""
 import pytest
 import torch
 
-from kqvlib.interpret import (ablate_heads, attention_layers, capture_attention, head_score,
-                              induction_score, line_start_targets, previous_token_targets, speaker_targets,
+from kqvlib.interpret import (ablate_heads, attention_by_offset, attention_layers, capture_attention,
+                              capture_heads, head_score, induction_score, line_start_targets, patch_heads, previous_token_targets, speaker_targets,
                               uniform_causal_weights)
 from kqvlib.model import GPT, GPTConfig
 
@@ -227,7 +227,7 @@ def test_induction_score_on_hand_built_attention_patterns():
     induction = torch.zeros(T, T)
     induction[t[period:], t[period:] - period + 1] = 1.0  # the token after the previous occurrence
     induction[:period] = torch.eye(T)[:period]  # first copy: attend to itself (not scored)
-    prev = torch.eye(T).roll(-1, 0).tril()  # query t looks at t − 1 (query 0 at itself)
+    prev = torch.eye(T).roll(1, 0).tril()  # query t looks at t − 1 (query 0 at itself)
     prev[0, 0] = 1.0
     uniform = uniform_causal_weights(1, T)[0, 0]  # (T, T)
     w = torch.stack([induction, prev, uniform, 0.5 * induction + 0.5 * prev])  # (4, T, T): four heads
@@ -247,3 +247,85 @@ def test_induction_score_rejects_bad_input():
             induction_score(w, bad)
     with pytest.raises(ValueError, match="T, T"):
         induction_score(torch.rand(2, 8, 7), 3)
+
+
+# --- attention_by_offset --------------------------------------------------------------------------------------
+
+def test_attention_by_offset_on_hand_built_patterns():
+    T = 9
+    prev = torch.eye(T).roll(1, 0).tril()  # query t on key t − 1
+    prev[0, 0] = 1.0
+    uniform = uniform_causal_weights(1, T)[0, 0]
+    p = attention_by_offset(torch.stack([prev, uniform]), 2)  # (2, 4): offsets 0, 1, 2, further
+    assert torch.allclose(p[0], torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    t = torch.arange(2, T, dtype=torch.float32)
+    assert torch.allclose(p[1], torch.stack([(1 / (t + 1)).mean()] * 3 + [((t - 2) / (t + 1)).mean()]))
+    assert torch.allclose(p.sum(-1), torch.ones(2))
+    with pytest.raises(ValueError, match="max_offset"):
+        attention_by_offset(prev, T)
+
+
+# --- capture_heads, patch_heads --------------------------------------------------------------------------------
+
+def test_captured_head_outputs_rebuild_each_attention_output():
+    model, x = small_gpt(), ids()
+    with capture_heads(model) as outs, capture_attention(model):
+        model(x)
+    layers = attention_layers(model)
+    for l, attn in enumerate(layers):
+        B, T, H, hs = outs[l].shape
+        assert (H, hs) == (2, 8)
+        y = attn.out_proj(outs[l].reshape(B, T, H * hs))  # (B, T, C) what the layer added
+        per_head = sum(outs[l][:, :, h] @ attn.out_proj.weight[:, h * hs:(h + 1) * hs].T for h in range(H))
+        assert torch.allclose(y, per_head + attn.out_proj.bias, atol=1e-12)
+
+
+def test_patching_every_head_from_another_run_of_layer_0_gives_that_runs_layer_0():
+    model, x = small_gpt(), ids()
+    x2 = ids(seed=2)
+    with capture_heads(model) as src:
+        model(x2)
+    with patch_heads(model, src, {(0, 0), (0, 1)}), capture_heads(model) as seen:  # in hook order
+        model(x)
+    assert torch.equal(seen[0], src[0])  # capture sees what the patch put in
+    with capture_heads(model) as plain:
+        model(x)
+    assert not torch.allclose(plain[0], src[0])
+    # patching one head changes that head's slice only
+    with patch_heads(model, src, {(1, 1)}), capture_heads(model) as one:
+        model(x)
+    assert torch.equal(one[1][:, :, 0], plain[1][:, :, 0]) and torch.equal(one[1][:, :, 1], src[1][:, :, 1])
+
+
+def test_patching_restores_the_model_exactly_also_after_an_exception():
+    model, x = small_gpt(dtype=torch.float32), ids()
+    before, _ = model(x)
+    params = {k: v.clone() for k, v in model.state_dict().items()}
+    n = hook_count(model)
+    with capture_heads(model) as src:
+        model(ids(seed=3))
+    assert hook_count(model) == n
+    with patch_heads(model, src, {(2, 1)}):
+        during, _ = model(x)
+    assert not torch.equal(before, during)
+    with pytest.raises(RuntimeError):
+        with patch_heads(model, src, {(0, 0), (1, 1)}), capture_heads(model):
+            model(x)
+            raise RuntimeError("inside")
+    after, _ = model(x)
+    assert torch.equal(before, after) and hook_count(model) == n
+    assert all(torch.equal(v, params[k]) for k, v in model.state_dict().items())
+
+
+def test_patch_rejects_bad_heads_and_a_source_of_another_shape():
+    model, x = small_gpt(), ids()
+    with capture_heads(model) as src:
+        model(ids(T=5))
+    with pytest.raises(ValueError, match="recorded output"):
+        with patch_heads(model, src, {(0, 0)}):
+            model(x)
+    for bad in ({(0, 2)}, 3, [(0,)]):
+        with pytest.raises(ValueError, match="heads|no head"):
+            with patch_heads(model, src, bad):
+                pass
+    assert hook_count(model) == 0
