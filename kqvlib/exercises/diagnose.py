@@ -134,6 +134,13 @@ def _shape_slips(g, e, axes):
 
 def _value_slips(g, e, axes):
     nd = e.dim()
+    if g.numel() > 1 and close(g, g.flatten()[:1].expand_as(g)) and close(e, e.flatten()[:1].expand_as(e)):
+        return "wrong constant", (f"your output is {float(g.flatten()[0]):.4g} everywhere here, where it should be "
+                                  f"{float(e.flatten()[0]):.4g}: the value this case returns is the wrong one.")
+    if g.numel() > 2 and close(g, g.flatten()[:1].expand_as(g)) and not close(e, e.flatten()[:1].expand_as(e)):
+        return "constant", (f"your output is the same number everywhere ({float(g.flatten()[0]):.4g}), where the right "
+                            f"one varies: a term that should change is lost (a misplaced parenthesis, a clamp or "
+                            f"condition that is always true, an argument ignored).")
     if close(g, -e):
         return "sign flipped", "your output is the right one with its sign flipped: a minus sign too many or missing."
     ee = float((e * e).sum())
@@ -152,7 +159,8 @@ def _value_slips(g, e, axes):
         b = float(g.mean() - a * e.mean())
         if abs(a - 1) > 1e-3 and abs(b) > 1e-9 and close(g, a * e + b):
             return "affine", (f"your output is {a:.4g} × (the right one) {'+' if b > 0 else '−'} {abs(b):.4g}: a scale and an offset in the "
-                              f"formula are off (e.g. lr instead of lr − min_lr, or a start value added twice).")
+                              f"formula are off (e.g. lr instead of lr − min_lr, a start value added twice, or operator "
+                              f"precedence: a * b + c / d is (a·b) + (c/d)).")
     if bool((e > 0).all()) and bool((g > 0).all()) and bool((e.log().abs() > 1e-6).any()):
         le, lg = e.log(), g.log()
         p = float((le * lg).sum() / (le * le).sum())
@@ -262,7 +270,11 @@ def checked(name, fn, reference, trials, mistakes=(), *, axes=None, explain=None
         return seen["got"]
 
     def expl(e):
-        return (explain(e) if explain is not None else None) or explain_raw(e)
+        found = explain(e) if explain is not None else None
+        if found is None:
+            return explain_raw(e)
+        line = learner_line(e)
+        return found if not line or line in found[1] else (found[0], f"{found[1]} The line that raised it: `{line}`.")
 
     result = check(name, spy, ref, trials, mistakes, seed=seed, quiet=True, explain=expl, **kw)
     if result.key in _GENERIC - {"exception"} and "got" in seen:

@@ -38,7 +38,8 @@ _ERRORS = [
                  "than fixing them.")),
     (r"expected scalar type|dtype|Double but found|Float but found|Long but found|must have the same dtype",
      ("dtype", "two tensors of different dtypes met (float32 against float64, or ints against floats): create "
-               "new tensors with dtype=x.dtype (torch.zeros_like, torch.full_like, x.new_tensor).")),
+               "new tensors with dtype=x.dtype (torch.zeros_like, torch.full_like, x.new_tensor), and check the "
+               "order of a tuple you unpacked (torch.topk, sort and max return (values, indices)).")),
     (r"stack expects each tensor to be equal size|Sizes of tensors must match",
      ("stack", "torch.stack/torch.cat met tensors of different shapes: flatten each first (g.flatten()), or work "
                "tensor by tensor.")),

@@ -71,6 +71,10 @@ def _pairs_differ(args, got, expected):
     """Name one pair whose count is wrong, or one pair that should (not) be there."""
     g = {(int(a), int(b)): int(c) for a, b, c in got.long().tolist()}
     e = {(int(a), int(b)): int(c) for a, b, c in expected.long().tolist()}
+    if set(g) == set(e) and g and len({g[p] - e[p] for p in g}) == 1 and next(g[p] - e[p] for p in g) != 0:
+        k = next(g[p] - e[p] for p in g)
+        return "counts off by a constant", (f"every count is {k:+d} off: a pair seen for the first time counts 1, so "
+                                            f"start from 0 and add 1 each time, counts.get(pair, 0) + 1.")
     for p in sorted(set(g) | set(e)):
         if g.get(p) != e.get(p):
             ids = args[0]

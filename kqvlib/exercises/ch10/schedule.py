@@ -143,6 +143,15 @@ def phase_property(phases) -> Property:
                                                   f"progress counts from the wrong step (step − start ± 1).")
                 seg_g, seg_e = got[a:b + 1], expected[a:b + 1]
                 found = describe(seg_g, seg_e, ("step",))
+                if found is not None and found[0] == "times constant":
+                    c = float((seg_g * seg_e).sum() / (seg_e * seg_e).sum())
+                    W, lr, lo = args[0], args[-2], args[-1]
+                    named = {"min_lr / lr (lr and min_lr swapped?)": lo / lr, "lr / min_lr (lr and min_lr swapped?)":
+                             lr / lo, "warmup_steps / (warmup_steps + 1)": W / (W + 1),
+                             "(warmup_steps + 1) / warmup_steps": (W + 1) / W, "warmup_steps": W, "1 / warmup_steps": 1 / W}
+                    which = next((n for n, v in named.items() if abs(c - v) < 1e-6 * max(1.0, abs(v))), None)
+                    if which:
+                        found = (found[0], found[1].replace(": a constant", f" ({which}): a constant", 1))
                 if found is not None and found[0] != "some entries wrong":
                     return found[0], f"{where}{' (the steps before it are right)' if right_before and a > 0 else ''}: " + found[1]
                 if s0 > a and close(got[b:b + 1], expected[b:b + 1]):

@@ -34,6 +34,19 @@ def support_property(temperature=lambda *a: 1.0) -> Property:
             return "negative", "some of your probabilities are negative: return probabilities, not logits or log-probabilities."
         kg, ke = got > 1e-12, expected > 1e-12
         if not bool((kg == ke).all()):
+            probs = torch.softmax(logits, dim=-1)
+            for v, what in ((logits, "logit"), (probs, "probability")):
+                tau = v[kg].min() if bool(kg.any()) else None
+                if tau is not None and bool((kg == (v >= tau)).all()) and kg.sum(-1).unique().numel() > 1:
+                    return "one cut-off for the batch", (
+                        f"you kept every token whose {what} is at least one value for the whole batch ({float(tau):.3g}): "
+                        f"each row needs its own cut-off (topk, sort, max and cumsum along dim=-1, kept per row with "
+                        f"keepdim=True).")
+            if bool((kg.sum(-1) == ke.sum(-1)).all()):
+                return "kept set not unsorted", (
+                    "each row keeps the right *number* of tokens, but not the right ones: a mask computed on the "
+                    "sorted probabilities must be put back in vocabulary order (keep.scatter(-1, order, keep)), or "
+                    "an index went the wrong way (gather against scatter).")
             rows = [b for b in range(got.shape[0]) if not bool((kg[b] == ke[b]).all())]
             if len(rows) < got.shape[0]:
                 return "some rows wrong", (

@@ -132,7 +132,11 @@ def _explain(e: BaseException):
 def check_cross_attention(fn, *, seed: int | None = None, quiet: bool = False) -> CheckResult:
     """fn(x (B, T, C), memory (B, S, C), memory_mask (B, S), Wq, Wk (C, d_k), Wv (C, d_v)) → (B, T, d_v)."""
     parts = lambda *a: _parts(*a)  # noqa: E731
-    mistakes = [Mistake(k, f, h) for k, f, h in _STRUCTURE] + attention_mistakes(parts)
+    mistakes = [Mistake(k, f, h) for k, f, h in _STRUCTURE] + attention_mistakes(parts) + [
+        Mistake("one row's mask", lambda x, m, mask, Wq, Wk, Wv, r=r: _attn(_parts(x, m, mask, Wq, Wk, Wv,
+                                                                             keep=mask[r][None, None, :])),
+                f"you used the mask of sequence {r} for every sequence: each sequence has its own padding, "
+                f"memory_mask[:, None, :] (B, 1, S), one row per sequence.") for r in range(B)]
     diagnose = [Mistake(k, f, h) for k, f, h in _DIAGNOSE] + order_mistakes(parts)
     return check(
         "cross_attention", fn, _reference,
