@@ -43,7 +43,8 @@ def _explain(e: BaseException, shapes: str) -> tuple[str, str] | None:
         return "float head size", _FLOAT_HINT
     if "is invalid for input of size" in msg:
         return "wrong sizes", (f"a view/reshape asked for a shape with a different number of entries. {shapes}. "
-                               f"Read B, T and C from x.shape and compute hs = C // n_heads.")
+                               f"Read B, T and C from x.shape, in that order (B, T, C = x.shape), and compute "
+                               f"hs = C // n_heads.")
     if isinstance(e, (RuntimeError, ValueError)) and any(
             w in msg for w in ("must match the size", "shapes cannot be multiplied", "size mismatch",
                                "Expected size", "does not broadcast")):

@@ -49,6 +49,8 @@ def _train(ids, n, pick=_best, update_counts=True, update_ids=True, first=FIRST)
 
 
 def _pairs_tensor(out) -> torch.Tensor:
+    if isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[-1] == 2 and not out.is_floating_point():
+        return out.long()
     if not isinstance(out, (list, tuple)):
         raise _Shape(f"return a list of pairs [(a, b), …], not a {type(out).__name__}.")
     rows = []
@@ -185,6 +187,8 @@ def _expand(ids, merges, first=FIRST, swap=False, depth=None):
 
 
 def _ids_tensor(out) -> torch.Tensor:
+    if isinstance(out, torch.Tensor) and out.dim() == 1 and not out.is_floating_point():
+        return out.long()
     if not isinstance(out, (list, tuple)):
         raise _Shape(f"return a list of ids, not a {type(out).__name__}.")
     flat = []
