@@ -277,6 +277,13 @@ def checked(name, fn, reference, trials, mistakes=(), *, axes=None, explain=None
         return found if not line or line in found[1] else (found[0], f"{found[1]} The line that raised it: `{line}`.")
 
     result = check(name, spy, ref, trials, mistakes, seed=seed, quiet=True, explain=expl, **kw)
+    got = seen.get("got")
+    if result.key == "returned a list" and isinstance(got, (tuple, list)):
+        i = next((i for i, g in enumerate(got) if _close(g, seen["expected"])), None)
+        if i is not None:
+            hint = (f"the {_ORD[i] if i < len(_ORD) else f'#{i + 1}'} of the {len(got)} things you returned is the "
+                    f"right answer: return only it (not a tuple with the weights or other values).")
+            result = CheckResult(False, "returned extra", f"✗ {name}: {hint}", {"hint": hint})
     if result.key in _GENERIC - {"exception"} and "got" in seen:
         found = describe(seen["got"], seen["expected"], axes)
         if found is not None:
