@@ -229,3 +229,35 @@ def test_raw_errors_name_the_learners_line():
     except RuntimeError as e:
         key, hint = explain_raw(e)
     assert key == "matmul" and "`x @ x  # a product that does not fit`" in hint
+
+
+@pytest.mark.parametrize("checker, fn, key", [
+    ("ch05.check_masked_attention", lambda Q, K, V, m: (kqvlib_sdpa(Q, K, V, m), None), "returned extra"),
+    ("ch09.check_batch", lambda d, s, T: ([d[i:i + T] for i in s], [d[i + 1:i + T + 1] for i in s]), "list of rows"),
+    ("ch09.check_pair_counts", lambda ids: {p: 1 + sum(q == p for q in zip(ids, ids[1:])) for p in zip(ids, ids[1:])},
+     "counts off by a constant"),
+    ("ch11.check_top_k_probs", lambda x, k: x.masked_fill(x < torch.topk(x.flatten(), k).values[-1], float("-inf"))
+     .softmax(-1), "one cut-off for the batch"),
+    ("ch12.check_cross_attention", lambda x, m, mask, Wq, Wk, Wv: torch.softmax(
+        ((x @ Wq) @ (m @ Wk).mT / (Wq.shape[-1] ** 0.5)).masked_fill(~mask[:1, None, :], float("-inf")), -1) @ (m @ Wv),
+     "one row's mask"),
+])
+def test_families_of_unlisted_slips_are_named(checker, fn, key):
+    from kqvlib.exercises import ch05, ch09, ch11, ch12  # noqa: F401
+    r = eval(checker)(fn, seed=0, quiet=True)
+    assert not r.passed and r.key == key, r.message
+
+
+def kqvlib_sdpa(Q, K, V, m):
+    from kqvlib import scaled_dot_product_attention
+    return scaled_dot_product_attention(Q, K, V, m)
+
+
+def test_chapter_explanations_quote_the_learners_line():
+    from kqvlib.exercises import ch12
+
+    def broken(x, memory, memory_mask, Wq, Wk, Wv):
+        scores = (x @ Wq) @ (memory @ Wk).mT
+        return torch.softmax(scores, -1) @ (memory @ Wv) + 0 * (memory @ Wv)  # (B, T, d_v) + (B, S, d_v)
+    r = ch12.check_cross_attention(broken, seed=0, quiet=True)
+    assert not r.passed and "+ 0 * (memory @ Wv)" in r.message, r.message

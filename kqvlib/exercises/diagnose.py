@@ -240,6 +240,12 @@ def _which_entries(g, e, axes):
 def describe(got, expected, axes=None) -> tuple[str, str] | None:
     """(key, hint) naming how ``got`` differs from ``expected``, or None."""
     try:
+        if isinstance(got, (tuple, list)) and isinstance(_as_tensor(expected), torch.Tensor) and got:
+            rows = [_t(r) for r in got]
+            if all(r is not None for r in rows) and len({r.shape for r in rows}) == 1 \
+                    and _close(torch.stack(rows), expected):
+                return "list of rows", ("you returned a Python list of tensors: the values are right, but the answer "
+                                        "is one tensor. Stack them: torch.stack(rows).")
         if isinstance(expected, (tuple, list)):
             return _tuple(got, expected, axes)
         g, e = _t(got), _t(expected)
