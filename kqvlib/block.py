@@ -40,6 +40,28 @@ class LayerNorm(nn.Module):
         return y + self.bias if self.bias is not None else y
 
 
+class RMSNorm(nn.Module):
+    """RMSNorm written out: x / √(mean(x²) + eps) · weight over the last axis, no mean subtracted and
+    no bias (Zhang & Sennrich 2019). Built in chapter 16.
+
+    x: (..., C) → (..., C). The same function as ``nn.RMSNorm(C, eps)`` (the tests check it).
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-6):
+        super().__init__()
+        require_int("RMSNorm", "d_model", d_model, lo=1)
+        require_real("RMSNorm", "eps", eps, lo=0)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))  # (C,) the gain γ
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_float("RMSNorm", "x", x)
+        require(x.dim() >= 1 and x.shape[-1] == self.weight.shape[0], lambda: (
+            f"RMSNorm: expected x of shape (..., {self.weight.shape[0]}), got {tuple(x.shape)}"))
+        rms = torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # (..., 1)
+        return x / rms * self.weight  # (..., C)
+
+
 def make_norm(kind: str, d_model: int, bias: bool = True) -> nn.Module:
     """The normalisation a model asks for by name. Built in chapter 8.
 
@@ -73,26 +95,59 @@ class MLP(nn.Module):
         return self.drop(self.proj(F.gelu(self.fc(x))))
 
 
+class SwiGLU(nn.Module):
+    """The gated MLP of Llama (Shazeer 2020): proj(SiLU(gate(x)) ⊙ up(x)), (B, T, C) → (B, T, C).
+    Built in chapter 16.
+
+    ``hidden`` defaults to ⅔ · 4C (rounded to a multiple of 8), so its three matrices hold about as many
+    weights as the plain MLP's two.
+    """
+
+    def __init__(self, d_model: int, hidden: int | None = None, bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        require_int("SwiGLU", "d_model", d_model, lo=1)
+        require_int("SwiGLU", "hidden", hidden, lo=1, none_ok=True)
+        require_real("SwiGLU", "dropout", dropout, lo=0, hi=1, hi_open=True)
+        self.d_model = d_model
+        hidden = hidden or 8 * round(2 * 4 * d_model / 3 / 8)
+        self.gate = nn.Linear(d_model, hidden, bias=bias)
+        self.up = nn.Linear(d_model, hidden, bias=bias)
+        self.proj = nn.Linear(hidden, d_model, bias=bias)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_float("SwiGLU", "x", x, min_dim=1)
+        require(x.shape[-1] == self.d_model,
+                lambda: f"SwiGLU: expected x of shape (..., {self.d_model}), got {tuple(x.shape)}")
+        return self.drop(self.proj(F.silu(self.gate(x)) * self.up(x)))  # (B, T, hidden) → (B, T, C)
+
+
 class Block(nn.Module):
     """One pre-LN transformer block: multi-head attention, then the MLP, each with a residual.
     Built in chapter 8.
 
     x: (B, T, C) → (B, T, C). ``causal`` for a decoder (GPT), not for an encoder; ``rotary``, ``impl``
     and ``cache`` are passed to :class:`~kqvlib.multihead.MultiHeadAttention`.
+
+    attn, mlp: modules to use instead of the MultiHeadAttention and MLP built from the other arguments
+    (chapter 16's variants); ``attn(x, mask=, cache=)`` and ``mlp(x)`` map (B, T, C) to (B, T, C).
     """
 
     def __init__(self, d_model: int, n_heads: int, causal: bool = True, bias: bool = True,
                  dropout: float = 0.0, norm: str = "layernorm", impl: str = "sdpa",
-                 rotary: nn.Module | None = None):
+                 rotary: nn.Module | None = None, attn: nn.Module | None = None,
+                 mlp: nn.Module | None = None):
         super().__init__()
         require_choice("Block", "norm", norm, ("layernorm", "rmsnorm"))
+        require(all(m is None or isinstance(m, nn.Module) for m in (attn, mlp)), lambda: (
+            f"Block: attn and mlp must be None or modules, got {type(attn).__name__}, {type(mlp).__name__}"))
         self.d_model = d_model
         self.ln1 = make_norm(norm, d_model, bias)
-        self.attn = MultiHeadAttention(d_model, n_heads, causal=causal, bias=bias, dropout=dropout,
-                                       impl=impl, rotary=rotary)
+        self.attn = attn if attn is not None else MultiHeadAttention(
+            d_model, n_heads, causal=causal, bias=bias, dropout=dropout, impl=impl, rotary=rotary)
         self.resid_drop = nn.Dropout(dropout)
         self.ln2 = make_norm(norm, d_model, bias)
-        self.mlp = MLP(d_model, bias=bias, dropout=dropout)
+        self.mlp = mlp if mlp is not None else MLP(d_model, bias=bias, dropout=dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                 cache: KVCache | None = None) -> torch.Tensor:

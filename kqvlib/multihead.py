@@ -30,6 +30,17 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x.view(B, T, n_heads, C // n_heads).transpose(1, 2)  # (B, T, H, hs) → (B, H, T, hs)
 
 
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, H_kv, S, hs) → (B, H_kv·n_rep, S, hs): each key (or value) head repeated n_rep times in a row,
+    so query heads g·n_rep … (g+1)·n_rep − 1 share head g (grouped-query attention). Built in chapter 16."""
+    require(x.dim() == 4 and n_rep >= 1, lambda: (
+        f"repeat_kv: expected x of shape (B, H_kv, S, hs) and n_rep >= 1, got {tuple(x.shape)}, {n_rep}"))
+    if n_rep == 1:
+        return x
+    B, G, S, hs = x.shape
+    return x[:, :, None].expand(B, G, n_rep, S, hs).reshape(B, G * n_rep, S, hs)  # (B, G, r, S, hs) → (B, H, S, hs)
+
+
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(B, H, T, hs) → (B, T, H·hs): the heads' outputs side by side again, head 0 first.
     Built in chapter 6.
@@ -87,21 +98,31 @@ class MultiHeadAttention(nn.Module):
         it); the fused one is faster and is used whenever the weights are not asked for.
     rotary: a module that rotates (B, H, T, hs) queries and keys by their positions,
         ``rotary(q, offset)`` (chapter 7's :class:`~kqvlib.positions.RotaryEmbedding`), or None.
+    n_kv_heads: heads of keys and values (chapter 16), n_heads by default; fewer (a divisor of n_heads)
+        is grouped-query attention, each key/value head shared by n_heads / n_kv_heads query heads, and 1
+        is multi-query attention. The cache then holds n_kv_heads heads.
+    qk_norm: a module ``qk_norm(q, k) → (q, k)`` that normalises queries and keys per head before the
+        rotation (chapter 16), or None.
     """
 
     def __init__(self, d_model: int, n_heads: int, causal: bool = False, bias: bool = True,
-                 dropout: float = 0.0, impl: str = "sdpa", rotary: nn.Module | None = None):
+                 dropout: float = 0.0, impl: str = "sdpa", rotary: nn.Module | None = None,
+                 n_kv_heads: int | None = None, qk_norm: nn.Module | None = None):
         super().__init__()
         require(d_model % n_heads == 0,
                 f"MultiHeadAttention: d_model={d_model} is not divisible by n_heads={n_heads}")
         require(impl in ("scratch", "sdpa"), f"MultiHeadAttention: impl must be 'scratch' or 'sdpa', got {impl!r}")
         self.d_model, self.n_heads, self.causal, self.impl = d_model, n_heads, causal, impl
         self.head_size = d_model // n_heads
+        self.n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        require(isinstance(self.n_kv_heads, int) and self.n_kv_heads >= 1 and n_heads % self.n_kv_heads == 0,
+                lambda: f"MultiHeadAttention: n_kv_heads={n_kv_heads} must divide n_heads={n_heads}")
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)  # W_Q
-        self.kv_proj = nn.Linear(d_model, 2 * d_model, bias=bias)  # W_K and W_V stacked
+        self.kv_proj = nn.Linear(d_model, 2 * self.n_kv_heads * self.head_size, bias=bias)  # W_K and W_V stacked
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W_O
         self.dropout = dropout
         self.rotary = rotary
+        self.qk_norm = qk_norm
 
     def forward(
         self,
@@ -134,12 +155,14 @@ class MultiHeadAttention(nn.Module):
             f"MultiHeadAttention: with {past} cached positions, x must be one new position, got {tuple(x.shape)}"))
 
         q = split_heads(self.q_proj(x), self.n_heads)  # (B, H, T, hs)
-        k, v = self.kv_proj(src).chunk(2, dim=-1)  # 2 × (B, S, C)
-        k, v = split_heads(k, self.n_heads), split_heads(v, self.n_heads)  # 2 × (B, H, S, hs)
+        k, v = self.kv_proj(src).chunk(2, dim=-1)  # 2 × (B, S, H_kv·hs)
+        k, v = split_heads(k, self.n_kv_heads), split_heads(v, self.n_kv_heads)  # 2 × (B, H_kv, S, hs)
+        if self.qk_norm is not None:
+            q, k = self.qk_norm(q, k)
         if self.rotary is not None:
             q, k = self.rotary(q, offset=past), self.rotary(k, offset=past)
         if cache is not None:
-            k, v = cache.append(k, v)  # (B, H, past + T, hs)
+            k, v = cache.append(k, v)  # (B, H_kv, past + T, hs)
         causal = self.causal and past == 0  # one new position may see every cached one
         y, weights = self._attend(q, k, v, mask, causal, return_weights)  # (B, H, T, hs)
         y = self.out_proj(merge_heads(y))  # (B, T, C)
@@ -149,6 +172,10 @@ class MultiHeadAttention(nn.Module):
         """Attention of every head at once: (B, H, T, hs) queries, (B, H, S, hs) keys and values."""
         p = self.dropout if self.training else 0.0
         fused = self.impl == "sdpa" and not return_weights
+        if k.shape[1] != q.shape[1]:  # grouped heads: each key/value head serves n_heads / n_kv_heads queries
+            if fused:
+                return self._grouped_sdpa(q, k, v, mask, causal, p), None
+            k, v = repeat_kv(k, q.shape[1] // k.shape[1]), repeat_kv(v, q.shape[1] // k.shape[1])  # (B, H, S, hs)
         if fused and causal and mask is None:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True), None
         if causal:
@@ -159,3 +186,12 @@ class MultiHeadAttention(nn.Module):
         if p > 0:  # dropout on the weights, as the fused kernel does
             y = F.dropout(weights, p) @ v
         return y, weights
+
+    @staticmethod
+    def _grouped_sdpa(q, k, v, mask, causal, p):
+        """PyTorch's fused attention with H_kv < H key/value heads (``enable_gqa``). Chapter 16."""
+        if causal and mask is None:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, enable_gqa=True)
+        if causal:
+            mask = combine_masks(mask, causal_mask(q.shape[-2], device=q.device))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, enable_gqa=True)

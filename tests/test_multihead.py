@@ -257,3 +257,17 @@ def test_mha_errors_name_the_shapes():
     m(torch.randn(1, 3, 8), cache=cache)
     with pytest.raises(ValueError, match=r"3 cached positions.*one new position.*\(1, 2, 8\)"):
         m(torch.randn(1, 2, 8), cache=cache)
+
+
+def test_grouped_kv_heads_default_to_n_heads_and_shrink_the_kv_projection():
+    """Chapter 16: n_kv_heads defaults to n_heads (the module of chapter 6); fewer key/value heads
+    shrink W_K and W_V to (C, G·hs) each, and the output matches PyTorch's enable_gqa attention."""
+    m = MultiHeadAttention(32, 4)
+    assert m.n_kv_heads == 4 and m.kv_proj.weight.shape == (64, 32)
+    g = MultiHeadAttention(32, 4, causal=True, n_kv_heads=2).double()
+    assert g.kv_proj.weight.shape == (32, 32)
+    x = torch.randn(2, 5, 32, dtype=torch.float64)
+    q = split_heads(g.q_proj(x), 4)  # (B, 4, T, 8)
+    k, v = (split_heads(t, 2) for t in g.kv_proj(x).chunk(2, dim=-1))  # (B, 2, T, 8)
+    ref = g.out_proj(merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)))
+    torch.testing.assert_close(g(x), ref)

@@ -235,7 +235,7 @@ _MERGE_MISTAKES = [
 ]
 
 
-def _merge_inputs(g: torch.Generator, equal: bool = False, at_end: bool = False):
+def _merge_inputs(g: torch.Generator, equal: bool = False, at_end: bool = False, lone_first: bool = False):
     """ids from a small alphabet that contain the pair at the start and twice more; new_id ≥ 256."""
     a = int(torch.randint(5, (1,), generator=g))
     b = a if equal else (a + 1 + int(torch.randint(4, (1,), generator=g))) % 5
@@ -246,6 +246,8 @@ def _merge_inputs(g: torch.Generator, equal: bool = False, at_end: bool = False)
     if equal:
         ids[15:17] = [b, b]  # a run of two more equal ids (b == a) before the end
     ids[-2:] = [a, b] if at_end else [b if equal else a, 9]  # 9 is never part of the pair
+    if lone_first:
+        ids[-2:] = [9, a]  # the list ends with pair[0] alone: ids[i + 1] does not exist there
     return ids, (a, b), 256 + int(torch.randint(100, (1,), generator=g))
 
 
@@ -265,6 +267,9 @@ def check_merge(fn, *, seed: int | None = None, quiet: bool = False) -> CheckRes
                       "a pair in the last two places is not merged: test every i up to len(ids) - 2."),
                 Trial(lambda g: _merge_inputs(g, equal=True), "runs",
                       "right when the pair's two ids differ, wrong when they are equal: in [7, 7, 7] merge the "
-                      "first two and go on after them, giving [new_id, 7].")],
+                      "first two and go on after them, giving [new_id, 7]."),
+                Trial(lambda g: _merge_inputs(g, lone_first=True), "ends with pair[0]",
+                      "wrong when the list ends with pair[0] alone: at i = len(ids) - 1 there is no ids[i + 1]. "
+                      "Test i + 1 < len(ids) before reading ids[i + 1].")],
         mistakes=_MERGE_MISTAKES, properties=[Property("wrong length", _length_differs)],
         explain=_explain, seed=seed, quiet=quiet)
