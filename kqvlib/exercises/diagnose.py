@@ -52,7 +52,7 @@ def _const(c: float, shape) -> str:
     return f"{c:.4g}"
 
 
-def _tuple(got, expected, axes):
+def _tuple(got, expected, axes, depth=0):
     n = len(expected)
     for i, e in enumerate(expected):
         if _close(got, e):
@@ -68,8 +68,10 @@ def _tuple(got, expected, axes):
                                    "of the names in `return` and in every tuple unpacking `a, b = …`.")
     for i, (g, e) in enumerate(zip(got, expected)):
         if not _close(g, e):
-            found = describe(g, e, axes)
-            return (found[0], f"the {_ORD[i]} of your results: " + found[1]) if found else None
+            inner = isinstance(e, (tuple, list)) and isinstance(g, (tuple, list)) and len(g) == len(e)
+            found = _tuple(g, e, axes, depth + 1) if inner else describe(g, e, axes)
+            where = f"the {_ORD[i] if i < len(_ORD) else f'#{i + 1}'} of your results: " if depth == 0 else f"its entry {i}: "
+            return (found[0], where + found[1]) if found else None
     return None
 
 

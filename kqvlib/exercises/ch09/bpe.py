@@ -159,6 +159,13 @@ def _train_inputs(g: torch.Generator, n_ids: int = 40, n_merges: int = 6):
     return ids, n_merges
 
 
+def _train_explain(e: BaseException):
+    if isinstance(e, IndexError):
+        return "index", ("an index ran past the end of the ids: the last pair starts at len(ids) - 2, so test "
+                         "i + 1 < len(ids) before reading ids[i + 1] (in the counts and in the merge).")
+    return _explain(e)
+
+
 def check_train_merges(fn, *, seed: int | None = None, quiet: bool = False) -> CheckResult:
     """fn(ids: list[int], n_merges: int) → [(a, b), …]: merge k is the most frequent pair of the ids after the
     earlier merges (ties to the smaller pair) and becomes id 256 + k."""
@@ -168,19 +175,19 @@ def check_train_merges(fn, *, seed: int | None = None, quiet: bool = False) -> C
                 Trial(lambda g: (torch.randint(3, (4,), generator=g).tolist(), 5), "runs out of pairs",
                       "right on long inputs, but with 4 ids and 5 merges asked for, the ids run out of pairs: "
                       "stop when get_pair_counts(ids) is empty (one id left).")],
-        mistakes=_TRAIN_MISTAKES, properties=[Property("replay", _replay)], explain=_explain,
+        mistakes=_TRAIN_MISTAKES, properties=[Property("replay", _replay)], explain=_train_explain,
         seed=seed, quiet=quiet)
 
 
 # --- expand(ids, merges) -------------------------------------------------------------------------------------
 
-def _expand(ids, merges, first=FIRST, swap=False, depth=None):
+def _expand(ids, merges, first=FIRST, swap=False, depth=None, lowest=FIRST):
     out = []
     for i in ids:
-        if i >= FIRST and (depth is None or depth > 0):
+        if i >= lowest and (depth is None or depth > 0):
             a, b = merges[i - first]
             a, b = (b, a) if swap else (a, b)
-            out += _expand([a, b], merges, first, swap, None if depth is None else depth - 1)
+            out += _expand([a, b], merges, first, swap, None if depth is None else depth - 1, lowest)
         else:
             out.append(i)
     return out
@@ -219,6 +226,8 @@ _EXPAND_MISTAKES = [
             "your pairs come out backwards: merges[k] = (a, b) means a then b."),
     Mistake("index off by one", _as_ids(lambda ids, m: _expand(ids, m, first=FIRST - 1)),
             "you looked up merges[id - 255]: id 256 + k is merges[k], so the index is id - 256."),
+    Mistake("id 256 kept", _as_ids(lambda ids, m: _expand(ids, m, lowest=FIRST + 1)),
+            "id 256, the first merge, stayed as it is: expand every id ≥ 256 (i >= 256, not i > 256)."),
     Mistake("merged ids dropped", _as_ids(lambda ids, m: [i for i in ids if i < FIRST]),
             "the merged ids vanished: replace each id ≥ 256 by the ids of its pair, keep the others."),
 ]

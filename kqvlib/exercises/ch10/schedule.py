@@ -135,6 +135,11 @@ def phase_property(phases) -> Property:
                                           f"{float(expected[s]):.4g}. A boundary is off by one (< against ≤, or "
                                           f"step against step + 1) at the {'start' if s == a else 'end'} of the {name}.")
             s0 = steps[0]
+            if b > a and close(expected[a:b + 1], expected[a:a + 1].expand(b - a + 1)) \
+                    and not close(got[a:b + 1], got[a:a + 1].expand(b - a + 1)):
+                return "phase starts early", (f"{where} your rate should stay at {float(expected[a]):.4g}, but it "
+                                              f"{'falls' if float(got[s0]) < float(expected[s0]) else 'rises'} from "
+                                              f"step {s0} on: the next phase starts too early (check where it begins).")
             if b - s0 >= 2:  # one step late/early: got[s] = expected[s ∓ 1] from the first wrong step on
                 for d, word in ((1, "late"), (-1, "early")):
                     lo, hi = max(s0, a + d), min(b, b + d) - (1 if d < 0 else 0)
