@@ -19,23 +19,19 @@ import math
 import torch
 
 from kqvlib._common import require
-from kqvlib.precision import cpu_has_bf16
+from kqvlib.precision import native_bf16
 
-__all__ = ["ns_dtype", "newton_schulz", "Muon"]
+__all__ = ["ns_dtype", "newton_schulz", "Muon", "make_optimizers", "lr_at"]
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # the quintic of Jordan et al. (also torch.optim.Muon's)
 
 
 def ns_dtype(device: torch.device | str) -> torch.dtype:
-    """The number format for Newton–Schulz on ``device``: bf16 on CUDA GPUs with bf16 and on CPUs
-    with native bf16 matrix products (:func:`kqvlib.precision.cpu_has_bf16`), float32 elsewhere
-    (older GPUs, Apple's MPS, CPUs with AVX2 only). Built in chapter 10."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type == "cpu" and cpu_has_bf16():
-        return torch.bfloat16
-    return torch.float32
+    """The number format for Newton–Schulz on ``device``: bf16 where it multiplies bf16 natively
+    (:func:`kqvlib.precision.native_bf16`: CUDA GPUs of compute capability ≥ 8.0, CPUs with AVX512-BF16
+    or AMX), float32 elsewhere (a T4 or V100, which only emulate bf16; Apple's MPS; CPUs with AVX2 only).
+    Built in chapter 10."""
+    return torch.bfloat16 if native_bf16(device) else torch.float32
 
 
 def newton_schulz(g: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16,
@@ -126,3 +122,47 @@ class Muon(torch.optim.Optimizer):
                     p.mul_(1 - lr * wd)
                     p.add_(o, alpha=scale)
         return loss
+
+
+def make_optimizers(model: torch.nn.Module, cfg, device: torch.device) -> list[torch.optim.Optimizer]:
+    """AdamW with weight decay on 2-D weights only (matrices and embeddings), none on biases and norms;
+    ``cfg`` is a :class:`kqvlib.train.TrainConfig`. Built in chapter 10.
+
+    With cfg.optimizer == "muon", the matrices inside the blocks go to :class:`Muon` instead;
+    embeddings, the LM head, biases and norms stay with AdamW. Each group remembers its peak rate in
+    "peak_lr". AdamW is fused (one kernel for all parameters) on CUDA and the CPU.
+    """
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    require(cfg.optimizer in ("adamw", "muon"),
+            lambda: f"TrainConfig.optimizer must be 'adamw' or 'muon', got {cfg.optimizer!r}")
+    use_muon = cfg.optimizer == "muon"
+    hidden = [p for n, p in params if use_muon and p.dim() == 2 and n.startswith("blocks.")]
+    to_muon = {id(p) for p in hidden}
+    decay = [p for n, p in params if p.dim() >= 2 and id(p) not in to_muon]
+    no_decay = [p for n, p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay, "peak_lr": cfg.lr},
+        {"params": no_decay, "weight_decay": 0.0, "peak_lr": cfg.lr},
+    ]
+    opts: list[torch.optim.Optimizer] = [
+        torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=torch.device(device).type in ("cuda", "cpu"))
+    ]
+    if use_muon:  # Newton–Schulz in bf16 where that is native (ns_dtype), float32 elsewhere
+        opts.append(Muon([{"params": hidden, "peak_lr": cfg.muon_lr}], lr=cfg.muon_lr,
+                         weight_decay=cfg.weight_decay, adjust_lr_fn="original"))
+    return opts
+
+
+def lr_at(step: int, cfg, progress: float | None = None) -> float:
+    """Linear warmup to cfg.lr over warmup_steps, then cosine decay to cfg.min_lr (``cfg``: a
+    :class:`kqvlib.train.TrainConfig`). Built in chapter 10.
+
+    The decay runs from the end of warmup to max_steps, or, when ``progress`` (0 → 1, the fraction of
+    the time budget used) is given, over that fraction instead.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if progress is None:
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    frac = min(1.0, max(0.0, progress))
+    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * frac)) * (cfg.lr - cfg.min_lr)

@@ -5,9 +5,9 @@ width 128, context 64, batch 12, AdamW 1e-3 → 1e-4, 2000 steps). ``cpu_recipe(
 machine's matrix-multiply rate, turns seconds × rate into a compute budget and picks the model size a
 scaling study (``benchmarks/bench.py scaling``, the table :data:`SCALING_STUDY`) found best at that
 budget;
-``gpu_recipe`` is nanoGPT's Shakespeare-character GPU recipe (6 layers, 6 heads, width 384, context 256,
-5000 steps); ``mps_recipe`` the same model for fewer steps; ``recipe_for(plan)`` picks one for a
-:class:`kqvlib.precision.Plan`.
+``gpu_recipe`` trains a model of nanoGPT's Shakespeare-character GPU size (6 layers, 6 heads, width 384,
+context 256) with its schedule (5000 steps), with rotary positions; ``mps_recipe`` the same model for
+fewer steps; ``recipe_for(plan)`` picks one for a :class:`kqvlib.precision.Plan`.
 """
 from __future__ import annotations
 
@@ -172,6 +172,15 @@ def notebook_cpu_recipe(vocab_size: int = 65) -> tuple[GPTConfig, TrainConfig]:
 NOTEBOOK_CHECKPOINT = "checkpoints/gpt_cpu.pt"  # relative to book/, where the notebooks run; git ignores *.pt
 
 
+def notebook_checkpoint(device_kind: str = "cpu") -> str:
+    """Where chapter 10 saves the model it trained on a device of this kind: :data:`NOTEBOOK_CHECKPOINT`
+    on the CPU, ``checkpoints/gpt_cuda.pt`` or ``checkpoints/gpt_mps.pt`` (a bigger model, the GPU
+    recipe's) beside it. Built in chapter 10."""
+    require(device_kind in ("cpu", "cuda", "mps"),
+            lambda: f"notebook_checkpoint: device_kind must be 'cpu', 'cuda' or 'mps', got {device_kind!r}")
+    return NOTEBOOK_CHECKPOINT.replace("gpt_cpu", f"gpt_{device_kind}")
+
+
 def notebook_threads() -> int:
     """The thread count chapter 10 trains :func:`notebook_cpu_recipe` with: half the cores, 1 to 4.
     Float32 sums are split between threads, so another count could round differently and end in other
@@ -181,15 +190,26 @@ def notebook_threads() -> int:
 
 def notebook_model(vocab_size: int, train_ids: torch.Tensor, val_ids: torch.Tensor,
                    checkpoint: str = NOTEBOOK_CHECKPOINT) -> GPT:
-    """Chapter 10's trained model, for chapters 11 and 14: loaded from ``checkpoint`` when chapter 10 saved
-    it, else trained here exactly as chapter 10 trains it (same seed, steps and threads), so either way
-    the weights are the same. Returned in eval mode. Built in chapter 11."""
-    model_cfg, train_cfg = notebook_cpu_recipe(vocab_size)
+    """Chapter 10's trained model, for chapters 11 and 14, on the CPU and in eval mode. Built in chapter 11.
+
+    Chapter 10 saves it to ``checkpoint`` on the CPU, and to ``gpt_cuda.pt`` or ``gpt_mps.pt`` beside it
+    on a GPU (:func:`notebook_checkpoint`); the newest of those files is loaded, as the model its
+    configuration describes (the GPU recipe's is bigger, with a 256-character context). When there is none
+    it trains :func:`notebook_cpu_recipe`'s model here exactly as chapter 10 does on the CPU (same seed,
+    steps and threads), so the weights are those of ``gpt_cpu.pt``."""
+    beside = [os.path.join(os.path.dirname(checkpoint), f"gpt_{kind}.pt") for kind in ("cuda", "mps")]
+    saved = [p for p in [checkpoint, *beside] if os.path.isfile(p)]
     seed_everything(0)  # as chapter 10's setup cell
-    model = GPT(model_cfg)
-    if os.path.exists(checkpoint):
-        load_checkpoint(checkpoint, model)  # weights_only: tensors and plain values, no pickled code
+    if saved:
+        newest = max(saved, key=os.path.getmtime)
+        config = torch.load(newest, map_location="cpu", weights_only=True)["model_config"]
+        require(config["vocab_size"] == vocab_size, lambda: f"notebook_model: {newest!r} holds a model for "
+                f"{config['vocab_size']} tokens, but vocab_size={vocab_size}")
+        model = GPT(GPTConfig(**config))
+        load_checkpoint(newest, model)  # weights_only: tensors and plain values, no pickled code
     else:
+        model_cfg, train_cfg = notebook_cpu_recipe(vocab_size)
+        model = GPT(model_cfg)
         threads = torch.get_num_threads()
         torch.set_num_threads(notebook_threads())
         try:
@@ -199,15 +219,19 @@ def notebook_model(vocab_size: int, train_ids: torch.Tensor, val_ids: torch.Tens
     return model.eval()
 
 
-def gpu_recipe(vocab_size: int = 65) -> tuple[GPTConfig, TrainConfig]:
-    """nanoGPT's config/train_shakespeare_char.py as kqvlib configs: 6 layers, 6 heads, width 384,
-    context 256, dropout 0.2, batch 64, AdamW 1e-3 → 1e-4 over 5000 steps (nanoGPT reports validation
-    loss 1.4697 in about 3 minutes on an A100). torch.compile on. Built in chapter 10."""
+def gpu_recipe(vocab_size: int = 65, positions: str = "rope") -> tuple[GPTConfig, TrainConfig]:
+    """The GPU recipe, at nanoGPT's Shakespeare-character size (config/train_shakespeare_char.py): 6 layers,
+    6 heads, width 384, context 256, dropout 0.2, batch 64, AdamW (fused) 1e-3 → 1e-4 over 5000 steps.
+    nanoGPT reports 1.4697 as its best validation estimate, in about 3 minutes on an A100. kqvlib's
+    differences: rotary positions (``positions="learned"`` gives nanoGPT's own model), torch.compile, and
+    cheaper loss estimates (50 batches every 500 steps instead of 200 every 250). With the plan for a
+    CUDA GPU, train() adds bf16 autocast (fp16 + GradScaler below compute capability 8.0), TF32 for what
+    stays float32, the split kept on the GPU and no per-step synchronisation. Built in chapter 10."""
     model = GPTConfig(vocab_size=vocab_size, block_size=256, n_layer=6, n_head=6, n_embd=384,
-                      dropout=0.2, bias=False, tie_weights=True, pos_emb="learned", norm="layernorm")
+                      dropout=0.2, bias=False, tie_weights=True, pos_emb=positions, norm="layernorm")
     train = TrainConfig(max_steps=5000, batch_size=64, lr=1e-3, min_lr=1e-4, warmup_steps=100,
-                        weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, eval_interval=250,
-                        eval_iters=200, compile=True)
+                        weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, eval_interval=500,
+                        eval_iters=50, compile=True)
     return model, train
 
 

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-import kqvlib.optim as optim
 import kqvlib.precision as precision
 from kqvlib import GPT, GPTConfig
 from kqvlib.optim import Muon, newton_schulz, ns_dtype
@@ -88,11 +87,17 @@ def test_float32_muon_trains_like_bf16_muon():
 
 
 def test_ns_dtype_is_bf16_only_where_bf16_is_native(monkeypatch):
-    monkeypatch.setattr(optim, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
     assert ns_dtype("cpu") == torch.bfloat16
-    monkeypatch.setattr(optim, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     assert ns_dtype("cpu") == torch.float32
     assert ns_dtype("mps") == torch.float32
+    # CUDA: by compute capability, not by is_bf16_supported(), which counts a T4's emulated bf16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    for capability, dtype in [((7, 5), torch.float32), ((7, 0), torch.float32), ((8, 0), torch.bfloat16),
+                              ((9, 0), torch.bfloat16)]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert ns_dtype("cuda") == dtype, capability
 
 
 def test_the_environment_switch_turns_native_bf16_off(monkeypatch):

@@ -119,3 +119,59 @@ def test_notebook_model_loads_chapter_10s_checkpoint(tmp_path):
     loaded = recipes.notebook_model(65, None, None, checkpoint=str(tmp_path / "gpt.pt"))
     assert not loaded.training
     assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_notebook_checkpoint_names_one_file_per_device_kind():
+    assert recipes.notebook_checkpoint() == recipes.NOTEBOOK_CHECKPOINT == "checkpoints/gpt_cpu.pt"
+    assert recipes.notebook_checkpoint("cuda") == "checkpoints/gpt_cuda.pt"
+    assert recipes.notebook_checkpoint("mps") == "checkpoints/gpt_mps.pt"
+    with pytest.raises(ValueError, match="device_kind"):
+        recipes.notebook_checkpoint("tpu")
+
+
+def test_notebook_model_loads_a_model_chapter_10_trained_on_a_gpu(tmp_path):
+    import os
+
+    from kqvlib import GPTConfig
+    from kqvlib.train import save_checkpoint
+
+    gpu_like = GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.2, bias=False,
+                         pos_emb="rope")  # another size than the CPU recipe's, as the GPU recipe's is
+    torch.manual_seed(4)
+    on_gpu = GPT(gpu_like)
+    save_checkpoint(tmp_path / "gpt_cuda.pt", on_gpu, None, step=0, history={})
+    loaded = recipes.notebook_model(65, None, None, checkpoint=str(tmp_path / "gpt_cpu.pt"))  # no CPU file
+    assert loaded.config == gpu_like and not loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(on_gpu.state_dict().values(), loaded.state_dict().values()))
+    # both there: the newer one is what chapter 10 trained last
+    save_checkpoint(tmp_path / "gpt_cpu.pt", GPT(notebook_cpu_recipe()[0]), None, step=0, history={})
+    os.utime(tmp_path / "gpt_cuda.pt", (1e9, 1e9))
+    assert recipes.notebook_model(65, None, None, str(tmp_path / "gpt_cpu.pt")).config == notebook_cpu_recipe()[0]
+    os.utime(tmp_path / "gpt_cpu.pt", (1e8, 1e8))
+    assert recipes.notebook_model(65, None, None, str(tmp_path / "gpt_cpu.pt")).config == gpu_like
+    with pytest.raises(ValueError, match="65 tokens, but vocab_size=50"):
+        recipes.notebook_model(50, None, None, str(tmp_path / "gpt_cpu.pt"))
+
+
+def test_the_gpu_benchmark_runs_end_to_end(monkeypatch):
+    """bench.py gpu, on the CPU with a tiny recipe: what it measures and stores (the real one needs CUDA)."""
+    from dataclasses import replace
+
+    from kqvlib import GPTConfig
+    from kqvlib.recipes import gpu_recipe
+
+    bench = load_bench()
+
+    def tiny(vocab_size, positions="rope"):
+        model, train_cfg = gpu_recipe(vocab_size, positions)
+        return (GPTConfig(**{**model.__dict__, "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16}),
+                replace(train_cfg, max_steps=4, batch_size=2, warmup_steps=1, eval_interval=2, eval_iters=1,
+                        compile=False))
+
+    results = {}
+    bench.gpu_bench(results, baseline=True, device=torch.device("cpu"), recipe=tiny)
+    runs = results["gpu"]["runs"]
+    assert sorted(runs) == ["kqvlib", "nanogpt_model"] and runs["nanogpt_model"]["model"]["pos_emb"] == "learned"
+    for r in runs.values():
+        assert r["steps"] == 4 and r["restored_logits_identical"] and 2 < r["val_loss_whole_split"] < 5
+        assert r["best_estimate_step"] in (2, 4) and r["goal_met"] is False and r["tokens_per_s"] > 0
