@@ -111,6 +111,15 @@ def require_generator(func: str, name: str, g: object) -> None:
             lambda: f"{func}: {name} must be a torch.Generator or None, got {type(g).__name__}")
 
 
+def require_sampling(func: str, temperature: object, top_k: object, top_p: object, generator: object) -> None:
+    """Sampling's arguments: temperature ≥ 0 (0 = greedy), top_k None or an int ≥ 1, top_p None or in
+    (0, 1], generator None or a torch.Generator."""
+    require_real(func, "temperature", temperature, lo=0)
+    require_int(func, "top_k", top_k, lo=1, none_ok=True)
+    require_real(func, "top_p", top_p, lo=0, hi=1, lo_open=True, none_ok=True)
+    require_generator(func, "generator", generator)
+
+
 def require_dtype(func: str, name: str, dtype: object, floating: bool = True) -> None:
     """``dtype`` must be a torch.dtype (a floating-point one where asked)."""
     require(isinstance(dtype, torch.dtype) and (not floating or dtype.is_floating_point),
@@ -173,8 +182,9 @@ def require_module(func: str, name: str, m: object) -> None:
 def lookup(func: str, name: str, emb: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
     """``emb(idx)``; an id outside the table is a ValueError naming it. The ids are searched only after the
     embedding has raised (on the CPU), so the check costs nothing when they are fine."""
-    require(idx.dtype in (torch.int64, torch.int32), lambda: (
-        f"{func}: {name} must be int64 or int32 token ids (what an embedding takes), got {idx.dtype}"))
+    require(idx.dtype in (torch.int64, torch.int32) and idx.device == emb.weight.device, lambda: (
+        f"{func}: {name} must be int64 or int32 token ids (what an embedding takes) on {emb.weight.device}, "
+        f"got {idx.dtype} on {idx.device}"))
     try:
         return emb(idx)
     except IndexError:

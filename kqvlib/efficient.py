@@ -23,21 +23,15 @@ import os
 
 import torch
 
-from kqvlib._common import require, require_float
+from kqvlib._common import (require, require_dim, require_dtype, require_float, require_generator, require_int,
+                            require_qkv)
 
 __all__ = ["online_softmax", "tiled_attention", "draw_projection", "positive_random_features",
            "performer_attention", "causal_linear_attention", "LinearAttentionRNN", "peak_allocated_bytes",
            "sdpa_ops"]
 
 
-def _check_qkv(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-    for arg, t in (("q", q), ("k", k), ("v", v)):
-        require_float(name, arg, t)
-        require(t.dim() >= 2, lambda: f"{name}: {arg} must be (..., n, d), got {tuple(t.shape)}")
-    require(q.shape[-1] == k.shape[-1], lambda: (
-        f"{name}: q {tuple(q.shape)} and k {tuple(k.shape)} must share their last axis d"))
-    require(k.shape[-2] == v.shape[-2], lambda: (
-        f"{name}: k {tuple(k.shape)} and v {tuple(v.shape)} must have the same number of keys S"))
+_check_qkv = require_qkv  # q (..., T, d), k (..., S, d), v (..., S, d_v): floats of one dtype and device
 
 
 def online_softmax(x: torch.Tensor, dim: int = -1, block_size: int = 16) -> torch.Tensor:
@@ -47,8 +41,9 @@ def online_softmax(x: torch.Tensor, dim: int = -1, block_size: int = 16) -> torc
 
     x: (..., n, ...) → same shape; equals torch.softmax(x, dim).
     """
-    require_float("online_softmax", "x", x)
-    require(block_size >= 1, lambda: f"online_softmax: block_size must be ≥ 1, got {block_size}")
+    require_float("online_softmax", "x", x, min_dim=1)
+    require_dim("online_softmax", x, dim)
+    require_int("online_softmax", "block_size", block_size, lo=1)
     xt = x.movedim(dim, -1)  # (..., n): the softmax axis last
     m = torch.full(xt.shape[:-1], -math.inf, dtype=x.dtype, device=x.device)  # (...,)
     l = torch.zeros_like(m)  # (...,)
@@ -146,7 +141,7 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal
     q: (..., T, d)   k: (..., S, d)   v: (..., S, d_v)   →   (..., T, d_v)
     """
     _check_qkv("tiled_attention", q, k, v)
-    require(block_size >= 1, lambda: f"tiled_attention: block_size must be ≥ 1, got {block_size}")
+    require_int("tiled_attention", "block_size", block_size, lo=1)
     require(not causal or q.shape[-2] == k.shape[-2], lambda: (
         f"tiled_attention: causal needs as many queries as keys, got q {tuple(q.shape)}, k {tuple(k.shape)}"))
     return _TiledAttention.apply(q, k, v, causal, block_size)
@@ -162,7 +157,10 @@ def draw_projection(num_features: int, d: int, *, orthogonal: bool = True,
 
     → (num_features, d)
     """
-    require(num_features >= 1 and d >= 1, lambda: f"draw_projection: need m, d ≥ 1, got {num_features}, {d}")
+    for name, n in (("num_features", num_features), ("d", d)):
+        require_int("draw_projection", name, n, lo=1)
+    require_generator("draw_projection", "generator", generator)
+    require_dtype("draw_projection", "dtype", dtype)
     if not orthogonal:
         return torch.randn(num_features, d, generator=generator, dtype=dtype)
     blocks = []
@@ -182,8 +180,10 @@ def positive_random_features(x: torch.Tensor, w: torch.Tensor, *, stabilise_over
 
     x: (..., n, d)   w: (m, d)   →   (..., n, m), all entries > 0
     """
-    require(x.shape[-1] == w.shape[-1], lambda: (
-        f"positive_random_features: x {tuple(x.shape)} and w {tuple(w.shape)} must share their last axis d"))
+    require_float("positive_random_features", "x", x, min_dim=1)
+    require_float("positive_random_features", "w", w, dim=2)
+    require(x.shape[-1] == w.shape[-1] and x.dtype == w.dtype and x.device == w.device, lambda: (
+        f"positive_random_features: x {tuple(x.shape)} and w {tuple(w.shape)} must share their last axis d, dtype, device"))
     e = x @ w.mT - (x * x).sum(dim=-1, keepdim=True) / 2  # (..., n, m)
     if stabilise_over is not None:  # None: no constant (exp may overflow)
         e = e - e.amax(dim=stabilise_over, keepdim=True).detach()
@@ -218,6 +218,7 @@ def causal_linear_attention(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor)
 
     fq: (..., T, m)   fk: (..., T, m)   v: (..., T, d_v)   →   (..., T, d_v)
     """
+    require_qkv("causal_linear_attention", fq, fk, v, names=("fq", "fk", "v"), same_length=True)
     kv = (fk[..., :, None] * v[..., None, :]).cumsum(dim=-3)  # (..., T, m, d_v): Σ_{s≤t} φ(k_s) v_sᵀ
     num = (fq[..., None, :] @ kv).squeeze(-2)  # (..., T, 1, m) @ (..., T, m, d_v) → (..., T, d_v)
     den = (fq * fk.cumsum(dim=-2)).sum(dim=-1, keepdim=True)  # (..., T, 1)
@@ -237,6 +238,10 @@ class LinearAttentionRNN:
 
     def step(self, fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """fq, fk: (..., m), v: (..., d_v) of one new position → its output (..., d_v)."""
+        require_qkv("LinearAttentionRNN.step", fq, fk, v, names=("fq", "fk", "v"), n=1)
+        require(self.S is None or self.S.shape[-2:] == (fk.shape[-1], v.shape[-1]), lambda: (
+            f"LinearAttentionRNN.step: fk {tuple(fk.shape)} and v {tuple(v.shape)} do not fit the state "
+            f"{tuple(self.S.shape)}"))
         outer = fk[..., :, None] * v[..., None, :]  # (..., m, d_v)
         self.S = outer if self.S is None else self.S + outer
         self.z = fk if self.z is None else self.z + fk
@@ -266,6 +271,7 @@ def peak_allocated_bytes(fn, *args, **kwargs) -> int:
     """
     from torch.profiler import ProfilerActivity, profile
 
+    require(callable(fn), lambda: f"peak_allocated_bytes: fn must be callable, got {type(fn).__name__}")
     with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn(*args, **kwargs)
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
@@ -285,6 +291,7 @@ def sdpa_ops(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs) -> lis
     """
     from torch.profiler import ProfilerActivity, profile
 
+    _check_qkv("sdpa_ops", q, k, v)
     with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
         torch.nn.functional.scaled_dot_product_attention(q, k, v, **kwargs)
     names = [e.name for e in prof.events()]

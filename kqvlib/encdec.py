@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kqvlib._common import (eval_mode, lookup, require, require_choice, require_float, require_generator, require_ids,
-                            require_int, require_module, require_real)
+                            require_int, require_ints, require_module, require_real)
 from kqvlib.block import MLP, Block
 from kqvlib.multihead import MultiHeadAttention
 from kqvlib.positions import SinusoidalPositions
@@ -57,6 +57,7 @@ class DecoderBlock(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, bias: bool = True):
         super().__init__()
+        require_ints("DecoderBlock", lo=1, d_model=d_model, n_heads=n_heads)
         self.d_model = d_model
         self.ln1 = nn.LayerNorm(d_model, bias=bias)
         self.self_attn = MultiHeadAttention(d_model, n_heads, causal=True, bias=bias)
@@ -124,9 +125,8 @@ class EncoderDecoder(nn.Module):
     def embed(self, idx: torch.Tensor, name: str = "idx") -> torch.Tensor:
         """(B, T) token ids → (B, T, C): token vectors plus position vectors."""
         require_ids("EncoderDecoder", name, idx, dim=2)
-        require(idx.shape[1] <= self.config.max_len and idx.device == self.tok_emb.weight.device, lambda: (
-            f"EncoderDecoder: expected {name} of shape (B, T ≤ {self.config.max_len}) on "
-            f"{self.tok_emb.weight.device}, got {tuple(idx.shape)} on {idx.device}"))
+        require(idx.shape[1] <= self.config.max_len, lambda: (
+            f"EncoderDecoder: expected {name} of shape (B, T ≤ {self.config.max_len}), got {tuple(idx.shape)}"))
         return lookup("EncoderDecoder", name, self.tok_emb, idx) + self.pos(idx.shape[1])  # (B, T, C) + (T, C)
 
     def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,16 +26,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kqvlib._common import eval_mode, require
+from kqvlib._common import eval_mode, lookup, require, require_float, require_ids, require_int, require_real, require_sampling
 from kqvlib.multihead import KVCache, merge_heads, split_heads
 from kqvlib.positions import LearnedPositions, RotaryEmbedding, SinusoidalPositions
+
+_NO_TOKEN = "sample_next: logits hold a row with a NaN (or +inf), or with no finite logit: no token to pick"
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """(B, V) scores → (B, V) with all but the k largest per row set to −inf (ties with the k-th kept).
     Built in chapter 11."""
-    require(k >= 1, lambda: f"top_k must be >= 1, got {k}")
-    kth = torch.topk(logits, min(k, logits.size(-1))).values[:, -1:]  # (B, 1)
+    require_float("top_k_filter", "logits", logits, min_dim=1)
+    require_int("top_k_filter", "k (top_k)", k, lo=1)
+    kth = torch.topk(logits, min(k, logits.size(-1))).values[..., -1:]  # (B, 1)
     return logits.masked_fill(logits < kth, float("-inf"))
 
 
@@ -44,7 +47,8 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     probabilities add up to at least p (the token that crosses p is kept); the rest become −inf.
     Built in chapter 11 (Holtzman et al. 2019, "The Curious Case of Neural Text Degeneration",
     arXiv:1904.09751)."""
-    require(0 < p <= 1, lambda: f"top_p must be in (0, 1], got {p}")
+    require_float("top_p_filter", "logits", logits, min_dim=1)
+    require_real("top_p_filter", "p (top_p)", p, lo=0, hi=1, lo_open=True)
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V) each
     probs = F.softmax(sorted_logits, dim=-1)  # (B, V), most likely first
     before = probs.cumsum(dim=-1) - probs  # (B, V): the mass of the tokens ranked above each one
@@ -61,19 +65,24 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     temperature 0 is greedy decoding (the most likely token, no randomness). Then top_k keeps only the
     k most likely tokens and top_p the smallest set whose probability reaches p.
     """
-    require(temperature >= 0, lambda: f"sample_next: temperature must be >= 0, got {temperature}")
+    require_float("sample_next", "logits", logits, dim=2)
+    require(logits.shape[1] >= 1, lambda: f"sample_next: logits must be (B, V) with V >= 1, got {tuple(logits.shape)}")
+    require_sampling("sample_next", temperature, top_k, top_p, generator)  # on every path, greedy too
     if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+        idx = logits.argmax(dim=-1, keepdim=True)  # (B, 1); a NaN is the argmax of its row
+        require(bool((logits.gather(-1, idx) > float("-inf")).all()), _NO_TOKEN)  # False for NaN and -inf
+        return idx
     if temperature != 1.0:
         logits = logits / temperature  # (B, V)
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
-    if top_p is not None:
-        require(0 < top_p <= 1, lambda: f"sample_next: top_p must be in (0, 1], got {top_p}")
-        if top_p < 1.0:
-            logits = top_p_filter(logits, top_p)
+    if top_p is not None and top_p < 1.0:
+        logits = top_p_filter(logits, top_p)
     probs = F.softmax(logits, dim=-1)  # (B, V)
-    return torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
+    try:
+        return torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
+    except RuntimeError:  # torch found a NaN or inf probability: name the argument it came from
+        raise ValueError(_NO_TOKEN) from None
 
 
 class _LeanStep:
@@ -166,8 +175,11 @@ def window_logits(model: nn.Module, idx: torch.Tensor, window: int | None = None
     depends on the last L·(window − 1) + 1 tokens; layer i runs only the queries that layers above it
     still need. ``window`` defaults to block_size. For a model with rotary positions. Built in chapter 11.
     """
+    require(isinstance(model, nn.Module) and hasattr(model, "config") and _rolls(model),
+            lambda: f"window_logits: model must be a GPT with rotary positions (pos_emb='rope'), got {type(model).__name__}")
+    require_ids("window_logits", "idx", idx, dim=2)
+    require_int("window_logits", "window", window, lo=1, hi=model.config.block_size, none_ok=True)
     W = model.config.block_size if window is None else window
-    require(_rolls(model), lambda: "window_logits: needs a model with rotary positions (pos_emb='rope')")
     require(idx.dim() == 2 and idx.shape[1] >= 1 and 1 <= W <= model.config.block_size, lambda: (
         f"window_logits: idx must be (B, t) with t >= 1 and window in 1..block_size, got "
         f"{tuple(idx.shape)}, window={W}"))
@@ -175,7 +187,7 @@ def window_logits(model: nn.Module, idx: torch.Tensor, window: int | None = None
     H = model.blocks[0].attn.n_heads
     lo = max(0, t - 1 - L * (W - 1))  # the first token the last position depends on
     rot = _rotary_for(model, t)
-    x = F.embedding(idx[:, lo:], model.tok_emb.weight)  # (B, t − lo, C): positions lo … t − 1
+    x = lookup("window_logits", "idx", model.tok_emb, idx[:, lo:])  # (B, t − lo, C): positions lo … t − 1
     for i, blk in enumerate(model.blocks):
         a, first = blk.attn, max(lo, t - 1 - (L - 1 - i) * (W - 1))  # the queries layers above still need
         h = blk.ln1(x)  # (B, R, C), positions lo … t − 1
@@ -249,9 +261,14 @@ def generate(
     uncached path recomputes the same function (:func:`window_logits`). With added position vectors both
     paths crop the text to its last W tokens and recompute it.
     """
-    require(temperature >= 0, lambda: f"generate: temperature must be >= 0, got {temperature}")
-    require(idx.dim() == 2 and idx.shape[1] >= 1,
-            lambda: f"generate: idx must be (B, T) token ids with T >= 1, got {tuple(idx.shape)}")
+    require(isinstance(model, nn.Module) and hasattr(getattr(model, "config", None), "vocab_size"),
+            lambda: f"generate: model must be a GPT, got {type(model).__name__}")
+    V = model.config.vocab_size
+    require_ids("generate", "idx", idx, dim=2)
+    require(idx.shape[1] >= 1 and bool(((idx >= 0) & (idx < V)).all()), lambda: (
+        f"generate: idx must be (B, T) token ids in 0..{V - 1} with T >= 1, got {tuple(idx.shape)} {idx.tolist()!s:.80}"))
+    require_int("generate", "max_new_tokens", max_new_tokens, lo=0)
+    require_sampling("generate", temperature, top_k, top_p, generator)
     B, T0 = idx.shape
     out = idx.new_empty(B, T0 + max_new_tokens)  # filled in place: no concatenation per token
     out[:, :T0] = idx

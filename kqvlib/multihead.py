@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kqvlib._common import require
+from kqvlib._common import is_int, require, require_float, require_int, require_real, require_tensor
 from kqvlib.attention import causal_mask, combine_masks, scaled_dot_product_attention
 
 
@@ -23,6 +23,8 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     Split the last axis into (H, hs), then swap the T and H axes. (A direct ``x.view(B, H, T, hs)``
     has the right shape but cuts the flattened sequence into H pieces, mixing positions.)
     """
+    require_tensor("split_heads", "x", x)
+    require_int("split_heads", "n_heads", n_heads, lo=1)
     require(x.dim() == 3 and x.shape[-1] % n_heads == 0, lambda: (
         f"split_heads: expected x of shape (B, T, C) with C divisible by n_heads={n_heads}, "
         f"got {tuple(x.shape)}"))
@@ -33,8 +35,9 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     """(B, H_kv, S, hs) → (B, H_kv·n_rep, S, hs): each key (or value) head repeated n_rep times in a row,
     so query heads g·n_rep … (g+1)·n_rep − 1 share head g (grouped-query attention). Built in chapter 16."""
-    require(x.dim() == 4 and n_rep >= 1, lambda: (
-        f"repeat_kv: expected x of shape (B, H_kv, S, hs) and n_rep >= 1, got {tuple(x.shape)}, {n_rep}"))
+    require_tensor("repeat_kv", "x", x)
+    require_int("repeat_kv", "n_rep", n_rep, lo=1)
+    require(x.dim() == 4, lambda: f"repeat_kv: expected x of shape (B, H_kv, S, hs), got {tuple(x.shape)}")
     if n_rep == 1:
         return x
     B, G, S, hs = x.shape
@@ -48,6 +51,7 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     The inverse of :func:`split_heads`. After the transpose the tensor is no longer contiguous, so
     it takes ``reshape`` (which copies when it must), not ``view``.
     """
+    require_tensor("merge_heads", "x", x)
     require(x.dim() == 4, lambda: f"merge_heads: expected x of shape (B, H, T, hs), got {tuple(x.shape)}")
     B, H, T, hs = x.shape
     return x.transpose(1, 2).reshape(B, T, H * hs)  # (B, T, H, hs) → (B, T, C)
@@ -61,6 +65,8 @@ class KVCache:
     """
 
     def __init__(self, max_len: int | None = None) -> None:
+        require(max_len is None or is_int(max_len) and max_len >= 1,
+                lambda: f"KVCache: max_len must be None or an int ≥ 1, got {max_len!r}")
         self.max_len = max_len
         self._k: torch.Tensor | None = None
         self._v: torch.Tensor | None = None
@@ -71,6 +77,7 @@ class KVCache:
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Add (B, H, T, hs) new keys and values; return all of them, (B, H, S + T, hs)."""
+        self._check(k, v)
         T = k.shape[-2]
         if self.max_len is None:  # grow by concatenation
             self._k = k if self._k is None else torch.cat([self._k, k], dim=-2)
@@ -80,11 +87,26 @@ class KVCache:
                     lambda: f"KVCache: {self._len} + {T} positions exceed max_len={self.max_len}")
             if self._k is None:
                 shape = (*k.shape[:-2], self.max_len, k.shape[-1])  # (B, H, max_len, hs)
-                self._k, self._v = k.new_empty(shape), v.new_empty(shape)
+                self._k, self._v = k.new_empty(shape), v.new_empty((*shape[:-1], v.shape[-1]))
             self._k[..., self._len : self._len + T, :] = k
             self._v[..., self._len : self._len + T, :] = v
         self._len += T
         return self._k[..., : self._len, :], self._v[..., : self._len, :]
+
+
+    def _check(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """k (B, H, T, hs) and v (B, H, T, hs_v) of one dtype and device, matching what is cached."""
+        require_float("KVCache.append", "k", k, min_dim=2)
+        require_float("KVCache.append", "v", v, min_dim=2)
+        require(k.shape[:-1] == v.shape[:-1] and k.dtype == v.dtype and k.device == v.device, lambda: (
+            f"KVCache.append: k {tuple(k.shape)} {k.dtype} and v {tuple(v.shape)} {v.dtype} must have the same "
+            f"positions (all but the last axis), dtype and device"))
+        old_k, old_v = self._k, self._v
+        require(old_k is None or (k.shape[:-2] == old_k.shape[:-2] and k.shape[-1] == old_k.shape[-1]
+                                  and v.shape[-1] == old_v.shape[-1] and k.dtype == old_k.dtype
+                                  and k.device == old_k.device), lambda: (
+            f"KVCache.append: k {tuple(k.shape)} {k.dtype} and v {tuple(v.shape)} do not continue the cached "
+            f"k {tuple(old_k.shape)} {old_k.dtype} and v {tuple(old_v.shape)} (same batch, heads, widths, dtype)"))
 
 
 class MultiHeadAttention(nn.Module):
@@ -109,8 +131,15 @@ class MultiHeadAttention(nn.Module):
                  dropout: float = 0.0, impl: str = "sdpa", rotary: nn.Module | None = None,
                  n_kv_heads: int | None = None, qk_norm: nn.Module | None = None):
         super().__init__()
+        require_int("MultiHeadAttention", "d_model", d_model, lo=1)
+        require_int("MultiHeadAttention", "n_heads", n_heads, lo=1)
         require(d_model % n_heads == 0,
                 f"MultiHeadAttention: d_model={d_model} is not divisible by n_heads={n_heads}")
+        require_real("MultiHeadAttention", "dropout", dropout, lo=0, hi=1, hi_open=True)
+        require(rotary is None or isinstance(rotary, nn.Module) and getattr(rotary, "head_size", d_model // n_heads)
+                == d_model // n_heads, lambda: f"MultiHeadAttention: rotary must be None or a module that rotates "
+                f"heads of size {d_model // n_heads} (d_model / n_heads), got {type(rotary).__name__} "
+                f"{getattr(rotary, 'head_size', '')}")
         require(impl in ("scratch", "sdpa"), f"MultiHeadAttention: impl must be 'scratch' or 'sdpa', got {impl!r}")
         self.d_model, self.n_heads, self.causal, self.impl = d_model, n_heads, causal, impl
         self.head_size = d_model // n_heads
@@ -140,8 +169,7 @@ class MultiHeadAttention(nn.Module):
         cache is filled with the T positions of x; after that x must be one new position, which
         attends to every cached one.
         """
-        require(x.dim() == 3 and x.shape[-1] == self.d_model,
-                lambda: f"MultiHeadAttention: expected x of shape (B, T, {self.d_model}), got {tuple(x.shape)}")
+        self._check(x, context, mask, cache)
         B, T, C = x.shape
         src = x if context is None else context
         if context is not None:
@@ -167,6 +195,33 @@ class MultiHeadAttention(nn.Module):
         y, weights = self._attend(q, k, v, mask, causal, return_weights)  # (B, H, T, hs)
         y = self.out_proj(merge_heads(y))  # (B, T, C)
         return (y, weights) if return_weights else y
+
+    def _check(self, x, context, mask, cache) -> None:
+        """The arguments of forward: shapes, dtypes and devices, named when they are wrong."""
+        w = self.q_proj.weight
+        require_float("MultiHeadAttention", "x", x)
+        require(x.dim() == 3 and x.shape[-1] == self.d_model,
+                lambda: f"MultiHeadAttention: expected x of shape (B, T, {self.d_model}), got {tuple(x.shape)}")
+        require(x.device == w.device and (x.dtype == w.dtype or torch.is_autocast_enabled(x.device.type)), lambda: (
+            f"MultiHeadAttention: x is {x.dtype} on {x.device}, the weights {w.dtype} on {w.device}"))
+        if context is not None:
+            require_float("MultiHeadAttention", "context", context)
+            require(context.dtype == x.dtype and context.device == x.device, lambda: (
+                f"MultiHeadAttention: context is {context.dtype} on {context.device}, x {x.dtype} on {x.device}"))
+        require(cache is None or isinstance(cache, KVCache),
+                lambda: f"MultiHeadAttention: cache must be None or a KVCache, got {type(cache).__name__}")
+        if mask is not None:
+            require(isinstance(mask, torch.Tensor) and (mask.dtype == torch.bool or mask.dtype == x.dtype)
+                    and mask.device == x.device, lambda: (
+                        f"MultiHeadAttention: mask must be bool (True = attend) or a float mask of x's dtype "
+                        f"{x.dtype}, on {x.device}; got " + (f"{mask.dtype} on {mask.device}" if isinstance(
+                            mask, torch.Tensor) else type(mask).__name__)))
+            B, T = x.shape[:2]
+            S = context.shape[1] if context is not None and context.dim() == 3 else T
+            want = (B, self.n_heads, T, S)
+            require(mask.dim() <= 4 and all(m in (1, n) for m, n in zip(mask.shape[::-1], want[::-1])), lambda: (
+                f"MultiHeadAttention: a mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
+                f"(B, H, T, S) = {want}"))
 
     def _attend(self, q, k, v, mask, causal, return_weights):
         """Attention of every head at once: (B, H, T, hs) queries, (B, H, S, hs) keys and values."""
