@@ -181,6 +181,7 @@ class MultiHeadAttention(nn.Module):
         past = len(cache) if cache is not None else 0
         require(not past or (T == 1 and mask is None), lambda: (
             f"MultiHeadAttention: with {past} cached positions, x must be one new position, got {tuple(x.shape)}"))
+        self._check_mask(x, context, mask)
 
         q = split_heads(self.q_proj(x), self.n_heads)  # (B, H, T, hs)
         k, v = self.kv_proj(src).chunk(2, dim=-1)  # 2 × (B, S, H_kv·hs)
@@ -210,6 +211,9 @@ class MultiHeadAttention(nn.Module):
                 f"MultiHeadAttention: context is {context.dtype} on {context.device}, x {x.dtype} on {x.device}"))
         require(cache is None or isinstance(cache, KVCache),
                 lambda: f"MultiHeadAttention: cache must be None or a KVCache, got {type(cache).__name__}")
+
+    def _check_mask(self, x, context, mask) -> None:
+        """The mask: bool, or float of x's dtype, broadcastable to the scores (B, H, T, S)."""
         if mask is not None:
             require(isinstance(mask, torch.Tensor) and (mask.dtype == torch.bool or mask.dtype == x.dtype)
                     and mask.device == x.device, lambda: (
