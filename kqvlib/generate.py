@@ -85,6 +85,11 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
         raise ValueError(_NO_TOKEN) from None
 
 
+def _add_linear(x: torch.Tensor, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """x + h wᵀ (+ b): a residual branch's last projection, one operation (addmm) when there is no bias."""
+    return torch.addmm(x, h, w.t()) if b is None else x + F.linear(h, w, b)
+
+
 class _LeanStep:
     """The cached step of a GPT for one new position, in few, large operations (chapter 11).
 
@@ -147,8 +152,8 @@ class _LeanStep:
             # so the order of the keys does not matter
             y = F.scaled_dot_product_attention(qkv[:, 0, :, None], kv[:, 0, :, :seen],
                                                kv[:, 1, :, :seen])  # (B, H, 1, hs)
-            x = x + F.linear(y.view(B, H * hs), w_o, b_o)  # (B, C)
-            x = x + F.linear(F.gelu(F.linear(ln2(x), w_fc, b_fc)), w_pr, b_pr)  # (B, C)
+            x = _add_linear(x, y.view(B, H * hs), w_o, b_o)  # (B, C)
+            x = _add_linear(x, F.gelu(F.linear(ln2(x), w_fc, b_fc)), w_pr, b_pr)  # (B, C)
         self.n = n + 1
         return F.linear(self.final_norm(x), self.w_head)  # (B, V)
 
