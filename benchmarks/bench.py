@@ -23,6 +23,11 @@ per number format ("bf16" where the CPU has it natively and --fp32 is not given,
                 same window is recomputed). The book's trained reference GPT when its weights exist.
                 On the CPU, times are this process's CPU time (one thread), the wall clock beside them.
 4. utilisation  model FLOPs per training step ÷ step time, against this machine's measured matmul rate.
+5. gpu          (CUDA only) the GPU recipe trained to completion with the plan for this GPU: steps/s,
+                tokens/s, wall time, whole-split validation loss against the goal (≤ 1.47 in ≤ 3 min),
+                graphs compiled, restored logits; --baseline also trains nanoGPT's own model (learned
+                positions) the same way. One command on a GPU machine:
+                    python benchmarks/bench.py gpu step --device cuda
 
 Everything runs on the CPU unless --device says otherwise. Training times exclude loss estimates.
 The book's appendix shows the last results (benchmarks/results.md).
@@ -46,10 +51,10 @@ import torch.nn.functional as F
 
 from kqvlib import GPT, GPTConfig, load_dataset, seed_everything
 from kqvlib.attention import causal_mask
-from kqvlib.recipes import CANDIDATES, choose, cpu_recipe, reference_recipe, train_flops_per_token
+from kqvlib.recipes import CANDIDATES, choose, cpu_recipe, gpu_recipe, reference_recipe, train_flops_per_token
 from kqvlib.generate import generate
 from kqvlib.precision import autocast, autocast_dtype, cpu_has_bf16, matmul_rate
-from kqvlib.train import evaluate, make_optimizers, train
+from kqvlib.train import evaluate, load_checkpoint, make_optimizers, save_checkpoint, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_markdown  # noqa: E402 — benchmarks/report.py: results.json → results.md, the figure
@@ -414,9 +419,82 @@ def utilisation(device: torch.device, results: dict, steps: int = 20) -> None:
     results["utilisation"] = {"fp32_matmul_gflops": fp32 / 1e9, "bf16_matmul_gflops": bf16 / 1e9, **out}
 
 
+# --- 5. the GPU recipe, on CUDA -------------------------------------------------------------------
+
+GPU_GOAL = (1.47, 180.0)  # whole-split validation loss, seconds of wall time (an H100-class GPU)
+
+
+def gpu_bench(results: dict, baseline: bool = False, device: torch.device | None = None,
+              recipe=gpu_recipe) -> None:
+    """Train the GPU recipe to completion on this CUDA GPU, as chapter 10's GPU cell does (its plan: bf16 from
+    compute capability 8.0, fp16 + GradScaler below; compiled; TF32; the split on the GPU), and measure it.
+    (``device`` and ``recipe`` let a test run it on the CPU with a tiny recipe.)"""
+    import tempfile
+
+    from torch._dynamo.utils import counters
+
+    from kqvlib.precision import plan_for
+
+    device = device or torch.device("cuda")
+    cuda = device.type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit("bench.py gpu needs a CUDA GPU (torch.cuda.is_available() is False here)")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    tok, train_ids, val_ids = load_dataset()
+    plan = plan_for(device)
+    name, cap = (torch.cuda.get_device_name(), torch.cuda.get_device_capability()) if cuda else ("cpu", (0, 0))
+    out = {"gpu": name, "capability": f"{cap[0]}.{cap[1]}", "dtype": str(plan.dtype), "scaler": plan.scaler,
+           "goal": {"val_loss": GPU_GOAL[0], "seconds": GPU_GOAL[1]}, "runs": {}}
+    runs = {"kqvlib": recipe(tok.vocab_size)}
+    if baseline:
+        runs["nanogpt_model"] = recipe(tok.vocab_size, positions="learned")
+    for label, (mcfg, tcfg) in runs.items():
+        seed_everything(0)
+        model = GPT(mcfg)
+        counters.clear()
+        sync()
+        t0 = time.perf_counter()
+        h = train(model, train_ids, val_ids, replace(tcfg, progress=False), device=device, plan=plan)
+        sync()
+        wall = time.perf_counter() - t0  # compiling and the loss estimates included
+        graphs = counters["stats"]["unique_graphs"]
+        val = evaluate(model, val_ids, batch_size=64, plan=plan)
+        steps, secs = h["step"][-1], h["seconds"][-1]
+        tokens = steps * tcfg.batch_size * mcfg.block_size
+        with tempfile.TemporaryDirectory() as tmp:  # chapter 10's restore cell, on this GPU
+            save_checkpoint(f"{tmp}/gpt.pt", model, None, steps, h)
+            restored = GPT(mcfg).to(device)
+            load_checkpoint(f"{tmp}/gpt.pt", restored, map_location=device)
+            x = val_ids[: mcfg.block_size].view(1, -1).to(device)
+            with torch.no_grad():
+                identical = torch.equal(restored.eval()(x)[0], model.eval()(x)[0])
+        best = min(zip(h["val_loss"], h["step"]))
+        met = val <= GPU_GOAL[0] and wall <= GPU_GOAL[1]
+        out["runs"][label] = {"steps": steps, "train_seconds": secs, "wall_seconds": wall,
+                              "steps_per_s": steps / secs, "tokens_per_s": tokens / secs,
+                              "val_loss_whole_split": val, "last_estimate": h["val_loss"][-1],
+                              "best_estimate": best[0], "best_estimate_step": best[1], "graphs_compiled": graphs,
+                              "restored_logits_identical": identical, "goal_met": met, "model": asdict(mcfg),
+                              "train": asdict(tcfg)}
+        log(f"gpu {label} on {name} (sm {cap[0]}.{cap[1]}, autocast {plan.dtype}, GradScaler {plan.scaler}): "
+            f"{steps} steps in {secs:.1f} s of training ({steps / secs:.1f} steps/s, {tokens / secs:,.0f} tokens/s), "
+            f"{wall:.1f} s wall with compiling and estimates; whole-split validation loss {val:.4f} (estimates: "
+            f"last {h['val_loss'][-1]:.4f}, best {best[0]:.4f} at step {best[1]}); graphs compiled: {graphs} "
+            f"(2 = one for training, one for the estimates); restored model, eval mode, identical logits: "
+            f"{identical}; goal ≤ {GPU_GOAL[0]} in ≤ {GPU_GOAL[1]:.0f} s: {'met' if met else 'NOT met'}")
+        del model, restored
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+    results["gpu"] = out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", nargs="*", help="scaling, race, muon, step, generate, utilisation (default: all)")
+    parser.add_argument("which", nargs="*", help="scaling, race, muon, step, generate, utilisation, gpu (default: "
+                                                 "all but gpu)")
+    parser.add_argument("--baseline", action="store_true", help="gpu: also train nanoGPT's own model (learned "
+                                                                "positions) with the same plan")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's, the cores); for scaling, only its training runs: "
                              "the utilisation that sets their steps is measured with all cores, as the recipe runs")
@@ -427,8 +505,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
     parser.add_argument("--out", default=str(HERE / "results"), help="where to write .json and .md")
     args = parser.parse_args()
-    known = ["scaling", "race", "muon", "step", "generate", "utilisation"]
-    args.which = args.which or known
+    known = ["scaling", "race", "muon", "step", "generate", "utilisation", "gpu"]
+    args.which = args.which or known[:-1]
     if args.fp32:
         os.environ["KQV_CPU_BF16"] = "0"
     unknown = set(args.which) - set(known)
@@ -464,6 +542,8 @@ def main() -> None:
         generate_bench(device, results, model if model is not None and model.config.block_size > 500 else None)
     if "utilisation" in args.which:
         utilisation(device, results)
+    if "gpu" in args.which:
+        gpu_bench(results, args.baseline)
     results["measured"].update({k: results["date"] for k in ran})
     results["total_seconds"] = time.perf_counter() - t0
     out.with_suffix(".json").write_text(json.dumps(results, indent=2))
