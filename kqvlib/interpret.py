@@ -1,19 +1,15 @@
 """Looking inside a trained GPT (chapter 14): read every head's attention, score what it does, switch
-heads off.
+heads off, patch them from another run.
 
     capture_attention(model)      with … as w: model(idx) fills w[l] with layer l's weights (B, H, T, T)
-    ablate_heads(model, {(l, h)}) with …: head h of layer l contributes nothing (its slice of the input
-                                  of W_O is zero); the model is exactly as before on exit
-    head_score(weights, targets)  (B, H, T, T) weights, (B, T, T) bool "keys that count" → (H,)
-    previous_token_targets, line_start_targets, speaker_targets: jobs as target masks
-    uniform_causal_weights(B, T)  the baseline: every query spreads its weight evenly over keys 0 … t
-    induction_score(weights, period)  (…, T, T) weights of a sequence that repeats with that period → (…)
-    attention_by_offset(weights, n)   (…, T, T) → (…, n + 2): mean weight at offsets 0 … n and beyond
     capture_heads(model)          with … as out: model(idx) fills out[l] with (B, T, H, hs), heads' outputs
+    ablate_heads(model, {(l, h)}) with …: those heads output zero (the input of W_O)
     patch_heads(model, out, {(l, h)})  with …: those heads output what ``out`` recorded (another run)
+    head_score, induction_score, attention_by_offset: numbers from captured weights (see each docstring)
+    previous_token_targets, line_start_targets, speaker_targets, uniform_causal_weights: jobs, baseline
 
-The context managers work through PyTorch hooks on the attention modules (no change to the model's
-code), and remove them in a ``finally``, so they are gone even when the ``with`` block raises.
+The context managers work through PyTorch hooks (no change to the model's code), removed in a
+``finally``, so they are gone even when the ``with`` block raises.
 """
 from __future__ import annotations
 
@@ -23,7 +19,8 @@ from typing import Iterable, Iterator
 import torch
 import torch.nn as nn
 
-from kqvlib._common import require
+from kqvlib._common import is_int, require, require_float, require_ids, require_int, require_ints, \
+    require_module
 from kqvlib.multihead import MultiHeadAttention
 
 __all__ = ["attention_layers", "capture_attention", "ablate_heads", "head_score",
@@ -32,12 +29,11 @@ __all__ = ["attention_layers", "capture_attention", "ablate_heads", "head_score"
 
 
 def attention_layers(model: nn.Module) -> list[MultiHeadAttention]:
-    """The model's attention modules in forward order (layer 0 first). Built in chapter 14.
-
-    For kqvlib's GPT these are ``model.blocks[l].attn``, each mapping (B, T, C) → (B, T, C).
-    """
+    """The model's attention modules in forward order (for kqvlib's GPT ``model.blocks[l].attn``).
+    Built in chapter 14."""
+    require_module("attention_layers", "model", model)
     layers = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
-    require(len(layers) > 0, lambda: f"attention_layers: {type(model).__name__} has no MultiHeadAttention")
+    require(len(layers) > 0, lambda: f"attention_layers: model ({type(model).__name__}) has no MultiHeadAttention")
     return layers
 
 
@@ -46,14 +42,12 @@ def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor | None]]:
     """``with capture_attention(model) as weights: model(idx)`` → ``weights[l]`` is layer l's attention
     weights (B, H, T, S) from the latest forward pass (S = T for self-attention). Built in chapter 14.
 
-    A forward pre-hook asks each attention module for its weights (``return_weights=True``, which
-    computes attention with kqvlib's own softmax instead of the fused kernel) and a forward hook stores
-    them and hands the caller the output alone, as it asked. Both hooks are removed on exit.
+    A pre-hook asks each attention module for its weights (``return_weights=True``: kqvlib's own softmax,
+    not the fused kernel); a forward hook stores them and hands the caller the output alone, as it asked.
     """
     layers = attention_layers(model)
     weights: list[torch.Tensor | None] = [None] * len(layers)
-    asked: list[bool] = [False] * len(layers)  # did the caller itself ask for the weights?
-    handles = []
+    asked, handles = [False] * len(layers), []  # asked[i]: did the caller itself ask for the weights?
 
     def pre_hook(i):
         def hook(module, args, kwargs):
@@ -82,10 +76,8 @@ def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor | None]]:
 def ablate_heads(model: nn.Module, heads: Iterable[tuple[int, int]]) -> Iterator[nn.Module]:
     """``with ablate_heads(model, {(layer, head), …}):`` those heads are switched off. Built in chapter 14.
 
-    Switching head h of a layer off means zeroing its output, the slice h·hs … (h+1)·hs − 1 of the
-    (B, T, C) input of the layer's output projection W_O, before W_O mixes the heads (a forward
-    pre-hook on ``out_proj``). W_O's bias, if any, stays. No parameter is changed; on exit the hooks
-    are removed (also when the block raises), so the model computes exactly what it did before.
+    Head h's output, the slice h·hs … (h+1)·hs − 1 of the input of W_O (``out_proj``), is zeroed by a
+    pre-hook; W_O's bias stays. No parameter changes; the hooks go on exit, also when the block raises.
     """
     chosen = _heads_in(model, heads, "ablate_heads")
 
@@ -107,8 +99,10 @@ def head_score(weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     For every query with at least one target, the weight on its targets (a number in [0, 1]); the
     score is the mean over those queries and the batch → (H,). Queries with no target are left out.
     """
-    require(weights.dim() == 4, lambda: f"head_score: weights must be (B, H, T, S), got {tuple(weights.shape)}")
+    require_float("head_score", "weights (B, H, T, S)", weights, dim=4)
     B, H, T, S = weights.shape
+    require(isinstance(targets, torch.Tensor) and targets.dtype == torch.bool and targets.shape[-2:] == (T, S),
+            lambda: f"head_score: targets must be bool (B, T, S) or (T, S), T, S = {T}, {S}, got {targets!r:.60}")
     if targets.dim() == 2:
         targets = targets.expand(B, T, S)  # (T, S) → (B, T, S)
     require(targets.shape == (B, T, S), lambda: (
@@ -116,19 +110,20 @@ def head_score(weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         f"{tuple(weights.shape)}, got {tuple(targets.shape)}"))
     on_target = (weights * targets[:, None].to(weights.dtype)).sum(-1)  # (B, H, T)
     valid = targets.any(-1)  # (B, T): queries that have a target
-    require(bool(valid.any()), "head_score: no query has a target key")
+    require(bool(valid.any()), "head_score: targets name no key for any query (all False)")
     return (on_target * valid[:, None]).sum((0, 2)) / valid.sum()  # (H,)
 
 
 def uniform_causal_weights(B: int, T: int) -> torch.Tensor:
-    """(B, 1, T, T) weights of a head that attends evenly to keys 0 … t: w[t, s] = 1/(t+1) for s ≤ t.
-    Its :func:`head_score` is the baseline a head must beat to have a job. Built in chapter 14."""
+    """(B, 1, T, T): w[t, s] = 1/(t+1) for s ≤ t, the even head, a baseline to beat. Built in chapter 14."""
+    require_ints("uniform_causal_weights", lo=0, B=B, T=T)
     causal = torch.ones(T, T).tril()  # (T, T)
     return (causal / causal.sum(-1, keepdim=True)).expand(B, 1, T, T)  # (B, 1, T, T)
 
 
 def previous_token_targets(T: int) -> torch.Tensor:
     """(T, T) bool: query t's target is key t − 1 (query 0 has none). Built in chapter 14."""
+    require_int("previous_token_targets", "T", T, lo=0)
     return torch.ones(T, T, dtype=torch.bool).tril(-1).triu(-1)  # the diagonal just below the main
 
 
@@ -144,7 +139,8 @@ def line_start_targets(tokens: torch.Tensor, newline: int, first_char: bool = Fa
     that ends the previous line (the latest one before t), or with ``first_char`` the character just
     after it. Queries whose line starts before the window, or at t itself, have none.
     Built in chapter 14."""
-    require(tokens.dim() == 2, lambda: f"line_start_targets: tokens must be (B, T), got {tuple(tokens.shape)}")
+    require_ids("line_start_targets", "tokens", tokens, dim=2)
+    require_int("line_start_targets", "newline", newline, lo=0)
     B, T = tokens.shape
     before = torch.zeros_like(tokens, dtype=torch.bool)  # (B, T): True just after a newline
     before[:, 1:] = tokens[:, :-1] == newline
@@ -164,7 +160,8 @@ def speaker_targets(tokens: torch.Tensor, newline: int, colon: int) -> torch.Ten
     For a query t on a later line of that speech (before the next blank line), the targets are the
     characters of NAME (the colon not included). Queries with no name line in the window: none.
     """
-    require(tokens.dim() == 2, lambda: f"speaker_targets: tokens must be (B, T), got {tuple(tokens.shape)}")
+    require_ids("speaker_targets", "tokens", tokens, dim=2)
+    require_ints("speaker_targets", lo=0, newline=newline, colon=colon)
     B, T = tokens.shape
     nl = tokens == newline  # (B, T)
     blank = torch.zeros_like(nl)  # (B, T): True at the second "\n" of a blank line ("\n\n")
@@ -200,13 +197,12 @@ def induction_score(weights: torch.Tensor, period: int) -> torch.Tensor:
     a perfect induction head, 0 for a head that never looks there. A head that spreads evenly over
     keys 0 … t scores mean(1/(t+1)) (:func:`uniform_causal_weights`), the baseline to beat.
     """
-    require(weights.dim() >= 2 and weights.shape[-1] == weights.shape[-2], lambda: (
-        f"induction_score: weights must be (..., T, T) with query and key axes last, "
-        f"got {tuple(weights.shape)}"))
+    require_float("induction_score", "weights (..., T, T)", weights, min_dim=2)
+    require(weights.shape[-1] == weights.shape[-2], lambda: (
+        f"induction_score: weights must be (..., T, T) with query and key axes last, got {tuple(weights.shape)}"))
     T = weights.shape[-1]
-    require(isinstance(period, int) and 1 <= period < T, lambda: (
-        f"induction_score: period must be an int in 1 … T − 1 = {T - 1} (the length of the repeated "
-        f"block), got {period!r}"))
+    require(is_int(period) and 1 <= period < T, lambda: (
+        f"induction_score: period must be an int in 1 … T − 1 = {T - 1} (the repeated block), got {period!r}"))
     t = torch.arange(period, T)  # the queries whose token has occurred before
     return weights[..., t, t - period + 1].mean(-1)  # (...)
 
@@ -215,10 +211,11 @@ def attention_by_offset(weights: torch.Tensor, max_offset: int) -> torch.Tensor:
     """(..., T, T) causal attention weights → (..., max_offset + 2): the mean weight a query t puts on
     key t − k for k = 0 … max_offset, and in the last column on all keys further back. The mean is over
     the queries t = max_offset … T − 1, which all have every one of those keys. Built in chapter 14."""
-    require(weights.dim() >= 2 and weights.shape[-1] == weights.shape[-2], lambda: (
+    require_float("attention_by_offset", "weights (..., T, T)", weights, min_dim=2)
+    require(weights.shape[-1] == weights.shape[-2], lambda: (
         f"attention_by_offset: weights must be (..., T, T), got {tuple(weights.shape)}"))
     T = weights.shape[-1]
-    require(isinstance(max_offset, int) and 0 <= max_offset < T, lambda: (
+    require(is_int(max_offset) and 0 <= max_offset < T, lambda: (
         f"attention_by_offset: max_offset must be an int in 0 … T − 1 = {T - 1}, got {max_offset!r}"))
     t = torch.arange(max_offset, T)  # queries with keys t … t − max_offset
     near = torch.stack([weights[..., t, t - k] for k in range(max_offset + 1)], -1)  # (..., Tq, n + 1)
@@ -229,7 +226,8 @@ def attention_by_offset(weights: torch.Tensor, max_offset: int) -> torch.Tensor:
 def _heads_in(model: nn.Module, heads: Iterable[tuple[int, int]], who: str) -> dict[int, list[int]]:
     layers, chosen = attention_layers(model), {}
     heads = list(heads) if isinstance(heads, Iterable) and not isinstance(heads, str) else [None]
-    require(all(isinstance(p, tuple) and len(p) == 2 for p in heads), lambda: f"{who}: heads must be (layer, head) pairs, e.g. {{(0, 1)}}, got {heads!r}")
+    require(all(isinstance(p, tuple) and len(p) == 2 and all(map(is_int, p)) for p in heads),
+            lambda: f"{who}: heads must be (layer, head) pairs of ints, e.g. {{(0, 1)}}, got {heads!r}")
     for layer, head in heads:
         require(0 <= layer < len(layers) and 0 <= head < layers[layer].n_heads, lambda: (
             f"{who}: no head ({layer}, {head}) in a model with {len(layers)} layers of "
@@ -282,15 +280,17 @@ def patch_heads(model: nn.Module, source: list[torch.Tensor], heads: Iterable[tu
                 ) -> Iterator[nn.Module]:
     """``with patch_heads(model, out, {(l, h), …}): model(idx)`` — those heads output what
     :func:`capture_heads` recorded in ``out`` (a run on another input of the same shape); every other
-    head computes as usual. No parameter changes; the hooks go on exit, also when the block raises.
-    Built in chapter 14."""
+    head computes as usual. No parameter changes; the hooks go on exit. Built in chapter 14."""
+    n = len(attention_layers(model))
+    require(isinstance(source, (list, tuple)) and len(source) == n, lambda: (
+        f"patch_heads: source must be capture_heads' list of {n} layers' outputs, got {source!r:.60}"))
     chosen = _heads_in(model, heads, "patch_heads")
 
     def put(layer, hs):
         def f(y):  # (B, T, H, hs)
-            require(source[layer] is not None and source[layer].shape == y.shape, lambda: (
-                f"patch_heads: layer {layer}'s recorded output must be {tuple(y.shape)} like this run's, got "
-                f"{None if source[layer] is None else tuple(source[layer].shape)}"))
+            require(isinstance(source[layer], torch.Tensor) and source[layer].shape == y.shape, lambda: (
+                f"patch_heads: source[{layer}], layer {layer}'s recorded output, must be {tuple(y.shape)} "
+                f"like this run's, got {source[layer]!r:.60}"))
             y = y.clone()
             y[:, :, hs] = source[layer][:, :, hs].to(y.dtype)
             return y
