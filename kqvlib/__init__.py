@@ -12,6 +12,7 @@ One module per idea, in the order of the book (a module imports only from module
     optim       Muon, Newton–Schulz in bf16 only where bf16 is native           chapter 10
     train       the training loop, loss estimates, checkpoints                  chapter 10
     recipes     model + training configurations measured in the benchmarks     chapter 10
+    pretrained  the book's reference GPT, shipped with kqvlib (pretrained_gpt)  chapter 10
     generate    sampling and generation with a KV cache                         chapter 11
     encdec      an encoder–decoder with cross-attention; toy seq2seq tasks      chapter 12
     efficient   online softmax, tiled exact attention, Performer attention      chapter 13
@@ -32,11 +33,12 @@ from kqvlib.attention import (
 )
 from kqvlib.block import MLP, Block, LayerNorm
 from kqvlib.data import get_batch, load_dataset, load_tinyshakespeare
-from kqvlib.generate import generate, sample_next, top_k_filter, top_p_filter
+from kqvlib.generate import generate, generate_text, sample_next, top_k_filter, top_p_filter
 from kqvlib.model import GPT, GPTConfig
 from kqvlib.multihead import KVCache, MultiHeadAttention, merge_heads, split_heads
 from kqvlib.positions import LearnedPositions, RotaryEmbedding, SinusoidalPositions, sinusoidal_encoding
 from kqvlib.precision import autocast, pick_device, plan, plan_here
+from kqvlib.pretrained import pretrained_gpt
 from kqvlib.seed import seed_everything
 from kqvlib.tokenizers import BPETokenizer, CharTokenizer
 from kqvlib.train import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
@@ -58,8 +60,10 @@ __all__ = [
     # model, precision, train (chapter 10)
     "GPTConfig", "GPT", "pick_device", "autocast", "plan", "plan_here", "TrainConfig", "train", "evaluate",
     "save_checkpoint", "load_checkpoint",
+    # pretrained (chapter 10): the book's reference model
+    "pretrained_gpt",
     # generate (chapter 11)
-    "top_k_filter", "top_p_filter", "sample_next", "generate",
+    "top_k_filter", "top_p_filter", "sample_next", "generate", "generate_text",
     # tools
     "seed_everything",
 ]

@@ -284,3 +284,17 @@ def generate(
             _generate_recomputing(model, out, T0, use_cache, temperature, top_k, generator, top_p)
     return out.clone()  # outside inference mode: an ordinary tensor, usable with autograd
 
+
+def generate_text(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int, temperature: float = 1.0,
+                  top_k: int | None = None, top_p: float | None = None,
+                  generator: torch.Generator | None = None) -> str:
+    """The prompt and ``max_new_tokens`` sampled characters (or tokens) after it, as one string:
+    :func:`generate` with the tokenizer's ``encode``/``decode`` around it, on the model's device.
+    Built in chapter 11."""
+    require(isinstance(prompt, str) and len(prompt) > 0,
+            lambda: f"generate_text: prompt must be a non-empty string, got {prompt!r}")
+    device = next(model.parameters()).device
+    idx = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=device)  # (1, t)
+    out = generate(model, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                   generator=generator)  # (1, t + max_new_tokens)
+    return tokenizer.decode(out[0].tolist())
