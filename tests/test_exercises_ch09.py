@@ -440,7 +440,7 @@ def test_merge_that_mutates_its_list_gets_its_own_hint():
                 del ids[i + 1]
         return ids[:-1]
 
-    def in_place_right(ids, pair, new_id):  # changes its input, but the answer is right: accepted
+    def in_place_right(ids, pair, new_id):  # changes its input: right here, but the caller's list is changed
         i = 0
         while i < len(ids) - 1:
             if (ids[i], ids[i + 1]) == pair:
@@ -450,5 +450,5 @@ def test_merge_that_mutates_its_list_gets_its_own_hint():
     for fn in (in_place, in_place_quiet):
         r = ch09.check_merge(fn, seed=0, quiet=True)
         assert not r.passed and r.key == "mutates the list it walks", r.message
-        assert "range(len(ids) - 1)" not in r.message.split("computed at the start")[1]
-    assert ch09.check_merge(in_place_right, quiet=True)
+    r = ch09.check_merge(in_place_right, seed=0, quiet=True)
+    assert not r.passed and r.key == "mutates the list it walks", r.message

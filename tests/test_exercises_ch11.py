@@ -233,7 +233,8 @@ def penalty_gather(logits, prev, penalty):  # vectorised; a repeated index write
     return logits.scatter(1, prev, seen)
 
 
-def penalty_in_place(logits, prev, penalty):
+def penalty_in_place(logits, prev, penalty):  # in-place steps on a copy of the logits
+    logits = logits.clone()
     mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, prev, True)
     pos = mask & (logits > 0)
     logits[pos] /= penalty

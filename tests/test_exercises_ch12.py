@@ -221,12 +221,13 @@ def teacher_forcing_ok(tgt_out, bos, eos, pad):
     return tgt_in, labels
 
 
-def teacher_forcing_in_place(tgt_out, bos, eos, pad):
+def teacher_forcing_in_place(tgt_out, bos, eos, pad):  # in-place steps on its own copies
     tgt_in = tgt_out.roll(1, dims=1)
     tgt_in[:, 0] = bos
     tgt_in[tgt_in == eos] = pad
-    tgt_out[tgt_out == pad] = -100
-    return tgt_in, tgt_out
+    labels = tgt_out.clone()
+    labels[labels == pad] = -100
+    return tgt_in, labels
 
 
 @pytest.mark.parametrize("fn", [teacher_forcing_ok, teacher_forcing_in_place])

@@ -43,6 +43,13 @@ _ERRORS = [
     (r"stack expects each tensor to be equal size|Sizes of tensors must match",
      ("stack", "torch.stack/torch.cat met tensors of different shapes: flatten each first (g.flatten()), or work "
                "tensor by tensor.")),
+    (r"not implemented for '(Long|Int|Bool|Short|Byte)'",
+     ("integer tensor", "a float operation (softmax, exp, mean, …) met a tensor of integers or booleans: ids or "
+                        "indices went where values belong. Check the order of a tuple you unpacked (torch.sort and "
+                        "topk return (values, indices)) and the dtype of tensors you built.")),
+    (r"selected index k out of range",
+     ("topk axis", "topk asked for more entries than that axis has: check its dim (the vocabulary is dim=-1, the "
+                   "batch dim=0).")),
     (r"Dimension out of range", ("axis", "an axis index is out of range for this tensor: count axes from the "
                                          "end (-1 is the last) so any number of leading axes works.")),
     (r"index .* is out of bounds|out of range|list index", ("index", "an index ran past the end: a loop bound or "

@@ -97,6 +97,10 @@ _EXTRA_AXES_HINT = (
     "broadcast the mask.")
 
 _MASK_MISTAKES = [
+    Mistake("visible key on the wrong axis", lambda Q, K, V, m: torch.where(
+        m.any(dim=-2, keepdim=True), softmax(_scores(Q, K).masked_fill(~m, NEG_INF), dim=-1), 0.0) @ V,
+            "you tested for a visible key along the queries, mask.any(dim=-2): a query row is fully blocked when "
+            "*its own* keys are all False, mask.any(dim=-1, keepdim=True) (shape (..., T, 1)), zeroing that row."),
     Mistake("mask ignored", lambda Q, K, V, m: softmax(_scores(Q, K), dim=-1) @ V,
             "your output is attention with no mask at all. Did you write scores.masked_fill(...) without "
             "keeping the result? masked_fill returns a new tensor: scores = scores.masked_fill(~mask, "

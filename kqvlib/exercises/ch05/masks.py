@@ -65,6 +65,9 @@ def mask_difference(got, expected, lengths=None) -> tuple[str, str] | None:
         if L is not None and bool((missing <= (s == L - 1)).all()):
             return "last real key blocked", ("your mask blocks the last real token of each sequence (key "
                                              "length[b] − 1): a sequence of length L has tokens 0 … L−1, so s < L.")
+        if bool((missing <= (s < t)).all()) and bool(g.any()):
+            return "past blocked", ("your mask blocks keys before the query: query t may read every key s ≤ t, "
+                                    "the past as well as itself (tril, not only the diagonal).")
         if bool((missing <= (s == t)).all()):
             return "diagonal blocked", "your mask blocks the diagonal: a query may read its own key (s ≤ t, not s < t)."
         rows = missing.any(-1) & ~g.any(-1)
@@ -88,7 +91,10 @@ def _check_mask_fn(name, fn, reference, trials, mistakes, sample, seed, quiet, e
     """check(), preceded by one call on ``sample`` inputs that catches a mask made of numbers."""
     result = None
     try:
-        found = _number_mask_hint(fn(*sample))
+        out = fn(*sample)
+        found = ("numpy mask", "you returned a NumPy array: return a torch tensor (torch.tril, torch.ones, "
+                 "torch.arange), which masked_fill and the attention functions take.") \
+            if isinstance(out, np.ndarray) else _number_mask_hint(out)
         if found is not None:
             result = CheckResult(False, found[0], f"✗ {name}: {found[1]}", {"hint": found[1]})
     except Exception:  # NotImplementedError and the learner's errors: check() reports them

@@ -109,6 +109,11 @@ def _rearranged(candidates, what: str, view=None, viewed: str = "") -> Property:
     ``view(args, got)`` reshapes ``got`` first (described by ``viewed``) so the candidates can match it."""
     def test(args, got, expected):
         x = args[0]
+        if got.dim() != expected.dim() and close(got.flatten(), expected.flatten()):
+            return "axes joined wrongly", (
+                f"your output has {got.dim()} axes, shape {tuple(got.shape)}, where {tuple(expected.shape)} is expected: "
+                f"a flatten or reshape joined the wrong axes (flatten(2) joins H and hs after the transpose; "
+                f"flatten(1) also swallows T).")
         if got.shape != expected.shape and close(got.flatten(), expected.flatten()):
             return "sizes in the wrong order", (
                 f"your output has the right numbers in the right order but shape {tuple(got.shape)}, expected "

@@ -49,6 +49,9 @@ def _rates_hint(rates: torch.Tensor, d: int, what: str) -> tuple[str, str] | Non
         return "angles scaled", (f"your {what} are the right kind of geometric series but all {factor:.4g} times "
                                  f"too {'large' if factor > 1 else 'small'} (pair 0 must turn by exactly 1 per "
                                  f"position): a stray factor on the angles.")
+    if abs(base / math.exp(math.log10(BASE)) - 1) < 1e-4:
+        return "log10", (f"your frequencies fall off as {base:.4g}^(−2i/d) = e^(−2i·4/d): you wrote log10(10000) = 4 "
+                         f"where the natural log belongs, math.log(10000) ≈ 9.21 (exp and log go together).")
     if abs(base / BASE - 1) > 1e-4:
         return "wrong base", (f"your {what} fall off as b^(−2i/d) with b ≈ {base:.4g}, not 10000: check the base "
                               f"(10000) and the exponent (2i/d_model, with d_model the full width).")
@@ -129,7 +132,11 @@ def _table_rates() -> Property:
         T, d = args
         if got.shape != exp.shape or T < 2 or not close(got[:, 0::2] ** 2 + got[:, 1::2] ** 2, torch.ones(T, d // 2)):
             return None
-        return _rates_hint(torch.atan2(got[1, 0::2], got[1, 1::2]), d, "frequencies")
+        found = _rates_hint(torch.atan2(got[1, 0::2], got[1, 1::2]), d, "frequencies")
+        if found and found[0] == "angles scaled" and f"{T / (T - 1):.4g}" in found[1]:
+            return "positions spaced", (f"your positions are {T / (T - 1):.4g} apart, T/(T − 1): linspace(0, T, T) "
+                                        f"spreads T points over [0, T]. Positions are 0, 1, …, T − 1: torch.arange(T).")
+        return found
     return Property("rates", test)
 
 

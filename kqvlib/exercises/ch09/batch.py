@@ -29,6 +29,9 @@ def _batch_inputs(g: torch.Generator):
 
 
 _BATCH_MISTAKES = [
+    Mistake("ids plus one", lambda d, s, T: (_windows(d, s, T), _windows(d, s, T) + 1),
+            "your targets are the ids plus one (data[pos] + 1): the + 1 belongs to the positions, "
+            "y = data[pos + 1], the next id in the text."),
     Mistake("no shift", lambda d, s, T: (_windows(d, s, T), _windows(d, s, T)),
             "y equals x: a model would learn to copy its input. The target at each position is the NEXT id: "
             "y = data[s + 1 : s + T + 1]."),

@@ -71,6 +71,12 @@ def _pairs_differ(args, got, expected):
     """Name one pair whose count is wrong, or one pair that should (not) be there."""
     g = {(int(a), int(b)): int(c) for a, b, c in got.long().tolist()}
     e = {(int(a), int(b)): int(c) for a, b, c in expected.long().tolist()}
+    unordered = {}
+    for p_, c in e.items():
+        unordered[tuple(sorted(p_))] = unordered.get(tuple(sorted(p_)), 0) + c
+    if g == unordered and g != e:
+        return "pairs sorted", ("you counted (a, b) and (b, a) as one pair (sorted or a set): order matters, 'th' "
+                                "is not 'ht'. Key each pair as (ids[i], ids[i + 1]) as it is.")
     if set(g) == set(e) and g and len({g[p] - e[p] for p in g}) == 1 and next(g[p] - e[p] for p in g) != 0:
         k = next(g[p] - e[p] for p in g)
         return "counts off by a constant", (f"every count is {k:+d} off: a pair seen for the first time counts 1, so "
@@ -164,7 +170,7 @@ def _merge_of(fn):
             if mine != list(ids):
                 e.kqv_mutated = True
             raise
-        if mine != list(ids) and out is not None and list(out) != merge(list(ids), pair, new_id):
+        if mine != list(ids) and out is not None:
             raise ListChangedWhileWalked("the list you were given changed while your loop walked it")
         return None if out is None else _ids_tensor(out)
     return run
@@ -195,6 +201,15 @@ def _last_dropped(ids, pair, new_id):  # while i < len(ids) - 1 and nothing afte
     return out
 
 
+def _first_id_only(ids, pair, new_id):  # merged wherever ids[i] == pair[0], whatever follows
+    out, i = [], 0
+    while i < len(ids):
+        hit = i + 1 < len(ids) and ids[i] == pair[0]
+        out.append(new_id if hit else ids[i])
+        i += 2 if hit else 1
+    return out
+
+
 def _first_only(ids, pair, new_id):
     for i in range(len(ids) - 1):
         if (ids[i], ids[i + 1]) == pair:
@@ -222,6 +237,13 @@ _MERGE_MISTAKES = [
     Mistake("last id dropped", _as_ids(_last_dropped),
             "the last id is missing when it is not part of a merged pair: `while i < len(ids) - 1` ends one "
             "early. Loop while i < len(ids) and test i + 1 < len(ids) before comparing the pair."),
+    Mistake("second id not compared", _as_ids(lambda ids, pair, new_id: _first_id_only(ids, pair, new_id)),
+            "you merged wherever ids[i] == pair[0], without checking that ids[i + 1] == pair[1]: both ids of the "
+            "pair must match."),
+    Mistake("matched as text", _as_ids(lambda ids, pair, new_id: [int(t) for t in " ".join(map(str, ids)).replace(
+        f"{pair[0]} {pair[1]}", str(new_id)).split()]),
+            "you replaced the pair in the ids written as text: '1 2' also matches inside '11 2' or '1 21'. Compare "
+            "the ids themselves, ids[i] == pair[0] and ids[i + 1] == pair[1], in a left-to-right loop."),
     Mistake("first only", _as_ids(_first_only),
             "only the first occurrence was replaced. Replace every occurrence in one left-to-right pass."),
     Mistake("reversed pair", _as_ids(lambda ids, pair, new_id: merge(ids, pair[::-1], new_id)),
@@ -248,6 +270,8 @@ def _merge_inputs(g: torch.Generator, equal: bool = False, at_end: bool = False,
     ids[-2:] = [a, b] if at_end else [b if equal else a, 9]  # 9 is never part of the pair
     if lone_first:
         ids[-2:] = [9, a]  # the list ends with pair[0] alone: ids[i + 1] does not exist there
+    digits = {0: 1, 1: 2, 2: 11, 3: 21, 4: 12, 9: 22}  # ids whose digits overlap: matching text fails
+    ids, a, b = [digits[i] for i in ids], digits[a], digits[b]
     return ids, (a, b), 256 + int(torch.randint(100, (1,), generator=g))
 
 

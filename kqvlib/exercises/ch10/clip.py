@@ -73,7 +73,7 @@ def check_clip_grad_norm(fn, *, seed: int | None = None, quiet: bool = False) ->
                          Trial(_inputs(False), "small gradients changed",
                                "right when the norm is above max_norm, but you changed gradients whose norm is "
                                "already below it: clipping only shrinks, the factor is min(1, max_norm / norm).")],
-                 mistakes=_MISTAKES, explain=_explain, seed=seed, quiet=quiet)
+                 mistakes=_MISTAKES, explain=_explain, inputs_may_change=True, seed=seed, quiet=quiet)
 
 
 __all__ = ["check_clip_grad_norm"]

@@ -157,6 +157,9 @@ def phase_property(phases) -> Property:
                     which = next((n for n, v in named.items() if abs(c - v) < 1e-6 * max(1.0, abs(v))), None)
                     if which:
                         found = (found[0], found[1].replace(": a constant", f" ({which}): a constant", 1))
+                if found is not None and found[0] == "affine" and found[1].startswith("your output is 2 ×"):
+                    found = ("½ missing", "your decay swings twice as far, below min_lr: the factor ½(1 + cos(π·"
+                             "progress)) lost its ½ (or its 1 +), so cos alone goes from 1 to −1.")
                 if found is not None and found[0] != "some entries wrong":
                     return found[0], f"{where}{' (the steps before it are right)' if right_before and a > 0 else ''}: " + found[1]
                 if s0 > a and close(got[b:b + 1], expected[b:b + 1]):

@@ -54,6 +54,11 @@ def support_property(temperature=lambda *a: 1.0) -> Property:
                     f"do not: each row needs its own cut-off (its own max, sort or cumulative sum, along dim=-1), "
                     f"not one value for the whole batch.")
             extra, missing = (kg & ~ke).sum(-1), (ke & ~kg).sum(-1)
+            top = torch.zeros_like(ke).scatter(-1, logits.argmax(-1, keepdim=True), True)
+            if bool((ke & ~kg == top).all()):
+                return "most likely dropped", ("each row lost its most likely token: a shifted mask wrapped around "
+                                               "(roll) or an index is off by one. Shift with torch.cat([False column, "
+                                               "mask[:, :-1]]) or use cumsum − probs < p; the top token is always kept.")
             if bool((missing == 0).all()):
                 return "kept too many", (f"you kept {int(extra.min())}–{int(extra.max())} token(s) per row that "
                                          f"should be dropped: the cut-off keeps too much (≤ against <, the wrong "
@@ -65,6 +70,11 @@ def support_property(temperature=lambda *a: 1.0) -> Property:
             return "wrong tokens kept", ("the tokens you keep are not the right ones in any row: check which side of "
                                          "the cut-off you keep, that it is measured on probabilities, and that "
                                          "every softmax, max and sum runs along the tokens, dim=-1.")
+        sums = got.sum(-1)
+        twice = torch.softmax(torch.softmax(logits / temperature(*args), -1).masked_fill(~ke, NEG), -1)
+        if close(got, twice):
+            return "softmax twice", ("you took a softmax of probabilities (a second softmax after the first): the "
+                                     "kept tokens' probabilities come from one softmax of the masked *logits*.")
         sums = got.sum(-1)
         if abs(float(got.sum()) - 1) < 1e-6 and got.shape[0] > 1:
             return "normalised over the batch", ("you divided by the sum of the whole batch: each row is its own "
@@ -154,7 +164,22 @@ def _temperature_after(logits, p, t):  # the nucleus chosen on the raw logits, t
 
 
 def _top_p_mistakes() -> list[Mistake]:
+    def unsorted(x, p, t):  # cumulative mass in vocabulary order
+        pr = torch.softmax(x / t, dim=-1)
+        return torch.softmax((x / t).masked_fill(~(pr.cumsum(-1) - pr < p), NEG), dim=-1)
+
+    def over_batch(x, p, t):  # cumsum down the batch
+        s, o = torch.sort(x / t, dim=-1, descending=True)
+        pr = torch.softmax(s, dim=-1)
+        keep = (pr.cumsum(0) - pr < p).scatter(-1, o, pr.cumsum(0) - pr < p)
+        return torch.softmax((x / t).masked_fill(~keep, NEG), dim=-1)
     return [
+        Mistake("never sorted", unsorted,
+                "your nucleus is the first tokens by id whose mass reaches p: sort each row by probability first "
+                "(descending), take the cumulative sum there, and map the kept set back to vocabulary order."),
+        Mistake("cumsum over the batch", over_batch,
+                "your cumulative sum runs down the batch (dim=0): the mass before each token is summed along its own "
+                "row of sorted probabilities, cumsum(dim=-1)."),
         Mistake("crossing token dropped", lambda x, p, t: _nucleus(x / t, p, crossing=False),
                 "you dropped the token that crosses p: keeping only tokens with cumulative probability "
                 "<= p can leave less than p (or nothing at all). Keep a token when the mass BEFORE it is "
@@ -192,7 +217,7 @@ def check_top_p_probs(fn, *, seed=None, quiet=False) -> CheckResult:
               Trial(lambda g: (_logits(g), 1.0, 1.0), key="p = 1",
                     hint="wrong for p = 1: then every token is kept and the result is the plain softmax.")]
     return check("top_p_probs", fn, reference=top_p_probs, trials=trials, mistakes=_top_p_mistakes(),
-                 properties=[support_property()], axes=("row", "token"), nan_hint=_NAN_HINT, seed=seed, quiet=quiet)
+                 properties=[support_property(lambda x, p, t: t)], axes=("row", "token"), nan_hint=_NAN_HINT, seed=seed, quiet=quiet)
 
 
 _NAN_HINT = ("A row with every token masked gives softmax(all -inf) = NaN: the nucleus must never be empty. "

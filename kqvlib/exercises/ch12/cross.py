@@ -59,7 +59,23 @@ _CAUSAL = ("you applied a causal mask to cross-attention. The causal mask is for
            "starts, so every query may read every real source token. Its only mask is the padding one, "
            "shape (B, 1, S) — not a (T, T) triangle.")
 
+def _pad_slip(x, m, k, Wq, Wk, Wv, fill=None, after=False, v_w=None):
+    s = (x @ Wq) @ (m @ Wk).mT / math.sqrt(Wq.shape[-1])  # (B, T, S)
+    keep = k[:, None, :]  # (B, 1, S)
+    v = m @ (Wv if v_w is None else v_w)
+    if after:
+        return torch.softmax(s, -1) * keep @ v
+    return torch.softmax(s.masked_fill(~keep, float("-inf") if fill is None else fill), -1) @ v
+
+
 _STRUCTURE = [
+    ("values from Wk", lambda x, m, k, Wq, Wk, Wv: _pad_slip(x, m, k, Wq, Wk, Wv, v_w=Wk),
+     "your values are memory @ Wk (their width is d_k, not d_v): the values come from Wv, v = memory @ Wv."),
+    ("filled with 0", lambda x, m, k, Wq, Wk, Wv: _pad_slip(x, m, k, Wq, Wk, Wv, fill=0.0),
+     "you set the padded keys' scores to 0: exp(0) = 1, so padding still gets weight. Fill with -inf."),
+    ("masked after softmax", lambda x, m, k, Wq, Wk, Wv: _pad_slip(x, m, k, Wq, Wk, Wv, after=True),
+     "you zeroed the padded keys' weights after the softmax, so each row no longer sums to 1. Mask the scores "
+     "with -inf before the softmax."),
     ("keys and values from the decoder",
      lambda x, m, k, Wq, Wk, Wv: torch.softmax((x @ Wq) @ (x @ Wk).mT / math.sqrt(Wq.shape[-1]), -1) @ (x @ Wv),
      "your keys and values come from x, the decoder: that is self-attention. In cross-attention only the "
