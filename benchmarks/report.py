@@ -147,7 +147,14 @@ def write_markdown(results: dict, path: Path) -> None:
                   f"{gen['new_tokens']} new tokens (context {gen['block_size']}): {gen['cache_s']:.2f} s with the "
                   f"cache, {gen['no_cache_s']:.2f} s without — **{gen['speedup']:.1f}×**; identical tokens: "
                   f"{gen['identical_tokens']}. (Both paths on {gen.get('threads', r['threads'])} thread(s), "
-                  f"measured {r.get('measured', {}).get('generate', r['date'])}.)", ""]
+                  f"measured {r.get('measured', {}).get('generate', r['date'])}; {gen.get('clock', 'wall-clock')} "
+                  f"time; model: {gen.get('model', 'untrained')}.)", ""]
+        past = gen.get("past_context")
+        if past:
+            lines += [f"Past the context: {past['new_tokens']} new tokens ({past['new_tokens'] // gen['block_size']} × "
+                      f"the context): {past['cache_s']:.2f} s with the rolling cache, {past['no_cache_s']:.2f} s "
+                      f"recomputing the same window of {past['window']} positions for every token — "
+                      f"**{past['speedup']:.1f}×**; identical tokens: {past['identical_tokens']}.", ""]
     if "utilisation" in r:
         u = r["utilisation"]
         lines += ["### Utilisation", "",
