@@ -152,10 +152,10 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                 cache: KVCache | None = None) -> torch.Tensor:
         require_float("Block", "x", x)
-        w = self.ln1.weight
-        require(x.dim() == 3 and x.shape[-1] == self.d_model and x.device == w.device,
+        dev = next(self.parameters()).device  # any norm or attention module can be swapped in
+        require(x.dim() == 3 and x.shape[-1] == self.d_model and x.device == dev,
                 lambda: f"Block: expected x of shape (B, T, {self.d_model}), got {tuple(x.shape)}"
-                        + ("" if x.device == w.device else f" on {x.device}, the block's weights on {w.device}"))
+                        + ("" if x.device == dev else f" on {x.device}, the block's weights on {dev}"))
         x = x + self.resid_drop(self.attn(self.ln1(x), mask=mask, cache=cache))  # (B, T, C)
         x = x + self.mlp(self.ln2(x))  # (B, T, C)
         return x

@@ -5,20 +5,14 @@ then top-p (nucleus: the smallest set of most likely tokens whose probability re
 
 Without a cache every new token recomputes the whole prefix; with one, each block keeps the keys and
 values it has computed (:class:`~kqvlib.multihead.KVCache`), so a new token costs one position's work.
-That work is so small that the cost of launching each operation dominates it, so the cached step here
-is lean: the weights are gathered once per call (queries, keys and values in one matrix), the rotary
-angles are looked up once per token for all layers, and each layer does about a dozen operations.
+That work is so small that launching each operation dominates it, so the cached step is lean: weights
+gathered once per call (Q, K, V in one matrix), rotary angles looked up once per token for all layers.
 
-Past the context (more than block_size tokens) a model with rotary positions keeps going with a
-*rolling* cache: every position, in every layer, attends to the W = block_size most recent positions,
-itself included (sliding-window attention), and each token is rotated by its index in the whole text
-(0, 1, 2, …; rotary scores depend only on the distance between two positions, at most W − 1 here, as in
-training). The cache is a ring of W slots, the newest token's keys and values overwriting the oldest.
-Without the cache the same function is recomputed from scratch: the last position depends on the last
-L·(W − 1) + 1 tokens through the L layers, and exactly those are run with a banded mask
-(:func:`window_logits`). With added position vectors (learned, sinusoidal) there is nothing to roll, since
-every token's position changes when the window moves: both paths crop the text to its last block_size
-tokens and recompute.
+Past the context a model with rotary positions keeps going with a *rolling* cache (a ring of
+W = block_size slots): every position, in every layer, attends to the W most recent positions (sliding-
+window attention), each token rotated by its index in the whole text; without the cache the same
+function is recomputed (:func:`window_logits`). With added position vectors, or blocks the lean step
+does not know (grouped-query heads…), both paths crop the text to its last W tokens and recompute.
 """
 from __future__ import annotations
 
@@ -27,7 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kqvlib._common import eval_mode, lookup, require, require_float, require_ids, require_int, require_real, require_sampling
-from kqvlib.multihead import KVCache, merge_heads, split_heads
+from kqvlib.block import MLP
+from kqvlib.multihead import KVCache, MultiHeadAttention, merge_heads, split_heads
 from kqvlib.positions import LearnedPositions, RotaryEmbedding, SinusoidalPositions
 
 _NO_TOKEN = "sample_next: logits hold a row with a NaN (or +inf), or with no finite logit: no token to pick"
@@ -168,9 +163,15 @@ def _rotary_for(model: nn.Module, n_positions: int) -> RotaryEmbedding | None:
     return longer.to(dtype=rot.cos.dtype, device=rot.cos.device)
 
 
+def _lean(model: nn.Module) -> bool:
+    """Does the lean step know every block: plain heads (as many K, V heads as queries, no QK-norm), the MLP?"""
+    return all(type(b.attn) is MultiHeadAttention and b.attn.n_kv_heads == b.attn.n_heads and b.attn.qk_norm
+               is None and type(b.mlp) is MLP for b in model.blocks)
+
+
 def _rolls(model: nn.Module) -> bool:
-    """Can this model's cache roll past the context? Only with positions that are relative (rotary)."""
-    return isinstance(model.blocks[0].attn.rotary, RotaryEmbedding) and model.pos is None
+    """Can this model's cache roll past the context? With relative (rotary) positions, in blocks _lean knows."""
+    return isinstance(model.blocks[0].attn.rotary, RotaryEmbedding) and model.pos is None and _lean(model)
 
 
 def window_logits(model: nn.Module, idx: torch.Tensor, window: int | None = None) -> torch.Tensor:
@@ -239,7 +240,7 @@ def _generate_recomputing(model, out, T0, use_cache, temperature, top_k, generat
             logits, _ = model(out[:, max(0, t - block) : t], caches=caches)  # from scratch
             logits = logits[:, -1, :]  # (B, V)
             # room for more positions: continue with the lean step
-            step = _LeanStep(model, caches) if use_cache and t < block else None
+            step = _LeanStep(model, caches) if use_cache and t < block and _lean(model) else None
         out[:, t : t + 1] = sample_next(logits, temperature, top_k, generator, top_p)  # (B, 1)
 
 
@@ -288,9 +289,8 @@ def generate(
 def generate_text(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int, temperature: float = 1.0,
                   top_k: int | None = None, top_p: float | None = None,
                   generator: torch.Generator | None = None) -> str:
-    """The prompt and ``max_new_tokens`` sampled characters (or tokens) after it, as one string:
-    :func:`generate` with the tokenizer's ``encode``/``decode`` around it, on the model's device.
-    Built in chapter 11."""
+    """The prompt and ``max_new_tokens`` sampled tokens after it, decoded to one string (:func:`generate`
+    on the model's device). Built in chapter 11."""
     require(isinstance(prompt, str) and len(prompt) > 0,
             lambda: f"generate_text: prompt must be a non-empty string, got {prompt!r}")
     device = next(model.parameters()).device

@@ -171,3 +171,22 @@ def test_window_logits_needs_rotary_positions():
     from kqvlib.generate import window_logits
     with pytest.raises(ValueError, match="rotary"):
         window_logits(tiny("learned"), torch.tensor([[1, 2]]))
+
+
+def test_generate_works_on_blocks_the_lean_step_does_not_know():
+    """Grouped-query heads (chapter 16): generate falls back to the modules, cached == uncached, also past
+    the context (where both crop and recompute)."""
+    from kqvlib.modern import build_gpt
+    from kqvlib.multihead import MultiHeadAttention
+
+    cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=4, n_embd=16, pos_emb="rope")
+    torch.manual_seed(0)
+    gqa = lambda c, rot: MultiHeadAttention(c.n_embd, c.n_head, causal=True, bias=c.bias, rotary=rot,
+                                            n_kv_heads=2)
+    model = build_gpt(cfg, attention=gqa).double()
+    idx = torch.tensor([[1, 2, 3]])
+    for n in (4, 12):  # within the context, and past it
+        a = generate(model, idx, n, temperature=0.0)
+        b = generate(model, idx, n, temperature=0.0, use_cache=False)
+        assert torch.equal(a, b) and a.shape == (1, 3 + n)
+    assert isinstance(model, GPT)
