@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from kqvlib._common import require
+
 
 def pick_device() -> torch.device:
     """The fastest device available: cuda, then mps (Apple), then cpu. Built in chapter 10."""
@@ -125,6 +127,10 @@ def autocast_dtype(device: torch.device, cpu_bf16: bool = False) -> torch.dtype 
 def autocast(device: torch.device, cpu_bf16: bool = False) -> contextlib.AbstractContextManager:
     """``with autocast(device): …`` runs matrix products in :func:`autocast_dtype`, or changes nothing
     where that is float32. Built in chapter 10."""
+    if isinstance(device, str) and device.split(":")[0] in ("cpu", "cuda", "mps"):
+        device = torch.device(device)
+    require(isinstance(device, torch.device),
+            lambda: f"autocast: device must be a torch.device (or 'cpu', 'cuda', 'mps'), got {device!r}")
     dtype = autocast_dtype(device, cpu_bf16)
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 

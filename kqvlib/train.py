@@ -1,5 +1,4 @@
-"""Training the GPT (chapter 10): AdamW (or Muon) with warmup + cosine decay, loss estimates,
-checkpoints and resuming.
+"""Training the GPT (chapter 10): AdamW (or Muon), warmup + cosine decay, loss estimates, checkpoints.
 
     cfg = TrainConfig(max_steps=2000, batch_size=12, lr=1e-3)
     history = train(model, train_ids, val_ids, cfg, checkpoint_path="ckpt.pt")
@@ -76,8 +75,8 @@ def evaluate(model: nn.Module, data: torch.Tensor, batch_size: int = 64, device:
     The split is cut into consecutive windows of the model's block_size; each window predicts its
     block_size next tokens (the last, shorter window too), so every token after the first is scored once.
     Full batches go through ``model`` as given (compiled, it compiles one shape), the rest eagerly."""
-    require(data.dim() == 1 and len(data) >= 2 and batch_size > 0, lambda: f"evaluate: need 1-D data of at "
-            f"least 2 ids and batch_size > 0, got shape {tuple(data.shape)} and batch_size={batch_size}")
+    require(data.dim() == 1 and not data.is_floating_point() and len(data) >= 2 and batch_size > 0, lambda: f"evaluate: "
+            f"need data as 1-D integer ids (2+) and batch_size > 0, got {tuple(data.shape)} {data.dtype}, {batch_size}")
     device = device or next(model.parameters()).device
     run, T, data = plan or plan_for(device), model.config.block_size, data.to(device)
     n = len(data) - 1  # positions that have a next token
@@ -118,6 +117,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.o
     """Save everything needed to resume: weights, optimizer and GradScaler states, the RNG states, step,
     time and history. Atomic: written to ``<path>.tmp``, fsynced, then renamed over ``path``, so a crash
     mid-save leaves the old checkpoint (and a failed save removes its temporary file). Built in chapter 10."""
+    require(isinstance(model, nn.Module), lambda: f"save_checkpoint: model must be an nn.Module, got {model!r:.40}")
     path, net = Path(path), unwrap(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"model": net.state_dict(), "optimizers": [o.state_dict() for o in optimizers or []],
@@ -197,9 +197,8 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, cf
     val loss; with ``checkpoint_path`` it saves a checkpoint at each estimate, and with ``resume`` it
     continues from that checkpoint (same step, optimizer, GradScaler and RNG states, history, batches),
     which must exist (else ValueError). ``until`` stops early at that step, saving there.
-    Under ``torchrun --nproc_per_node=N`` it trains with DistributedDataParallel: every rank draws the
-    starts of the same global batch of N × batch_size windows and gathers only its own slice, DDP
-    averages the gradients, and only rank 0 shows progress, estimates losses and saves.
+    Under ``torchrun --nproc_per_node=N`` it trains with DistributedDataParallel: every rank draws the same
+    global batch's starts and gathers its own slice; DDP averages gradients; rank 0 estimates and saves.
     Returns a dict of lists: step, train_loss, val_loss, lr, seconds. Built in chapter 10."""
     from tqdm.auto import tqdm
 
@@ -216,8 +215,9 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, cf
     require(world == 1 or cfg.time_budget is None,
             lambda: "train: a time budget would stop the processes at different steps; use max_steps")
     B, T = cfg.batch_size, model.config.block_size
-    require(train_data.dim() == 1 and len(train_data) > T,
-            lambda: f"train: train_data must be 1-D with more than block_size={T} ids, got {tuple(train_data.shape)}")
+    for name, ids in (("train_data", train_data), ("val_data", val_data)):
+        require(isinstance(ids, torch.Tensor) and ids.dim() == 1 and not ids.is_floating_point() and len(ids) > T,
+                lambda: f"train: {name} must be 1-D integer ids, more than block_size={T}, got {ids!r:.60}")
     model.to(device).train()
     opts = make_optimizers(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type) if run.scaler else None
