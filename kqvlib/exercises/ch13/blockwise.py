@@ -19,7 +19,7 @@ def _reference(q, k, v, block_size):
 
 
 def _blocks(q, k, v, block_size, *, scale=None, rescale_acc=True, rescale_l=True, sign=1.0,
-            divide_inside=False, divide_at_end=True, tail=True, overwrite=False):
+            divide_inside=False, divide_at_end=True, tail=True, overwrite=False, short=0):
     """The blockwise loop with one switch per slip (all defaults: the right answer). m starts at the first
     block's max, so that even a wrong-signed rescaling stays finite."""
     d, S = q.shape[-1], k.shape[-2]
@@ -27,11 +27,11 @@ def _blocks(q, k, v, block_size, *, scale=None, rescale_acc=True, rescale_l=True
     stop = S if tail else S - S % block_size
     m = l = acc = None
     for j in range(0, stop, block_size):
-        s = q @ k[..., j:j + block_size, :].mT * scale  # (..., T, b)
+        s = q @ k[..., j:j + block_size - short, :].mT * scale  # (..., T, b)
         m_new = s.amax(-1, keepdim=True) if m is None else torch.maximum(m, s.amax(-1, keepdim=True))
         a = torch.ones_like(m_new) if m is None else torch.exp(sign * (m - m_new))  # (..., T, 1)
         p = torch.exp(s - m_new)  # (..., T, b)
-        pv = p @ v[..., j:j + block_size, :]  # (..., T, d_v)
+        pv = p @ v[..., j:j + block_size - short, :]  # (..., T, d_v)
         l = p.sum(-1, keepdim=True) if l is None else (a if rescale_l else 1.0) * l + p.sum(-1, keepdim=True)
         acc = pv if acc is None or overwrite else (a if rescale_acc else 1.0) * acc + pv
         if divide_inside:
@@ -92,6 +92,9 @@ _SLIPS = [
      "range(0, S, block_size) and slice k[..., j:j + block_size, :] (the last slice is just shorter)."),
     ("not scaled", lambda q, k, v, b: _blocks(q, k, v, b, scale=1.0),
      "the scores are not scaled. Multiply q @ kᵀ by 1/√d, d = q.shape[-1]."),
+    ("block one short", lambda *a: _blocks(*a, short=1),
+     "every block leaves out its last key: the slice j:j + block_size - 1 stops one early (Python's end is "
+     "already exclusive). Slice k[..., j:j + block_size, :] and v the same way."),
     ("divided by d", lambda q, k, v, b: _blocks(q, k, v, b, scale=1 / q.shape[-1]),
      "you divided the scores by d. Divide by √d (math.sqrt(q.shape[-1]))."),
 ]
@@ -124,6 +127,47 @@ def _one_block_property(fn) -> Property:
     return Property("blocks combined wrongly", test)
 
 
+def _scale_property() -> Property:
+    """Fit the constant: which score scale c would make the right blockwise loop give this answer?"""
+    def test(args, got, expected):
+        q, k, v, b = args
+        if not isinstance(got, torch.Tensor) or got.shape != expected.shape or not torch.isfinite(got).all():
+            return None
+        d, d_v = q.shape[-1], v.shape[-1]
+        err = lambda c: (_blocks(q, k, v, b, scale=c) - got).abs().max().item()  # noqa: E731
+        lo = hi = min((math.exp(x / 10) for x in range(-60, 31)), key=err)
+        lo, hi = lo / math.exp(0.1), hi * math.exp(0.1)
+        for _ in range(60):  # the error is smooth in c near its minimum: ternary search
+            m1, m2 = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+            lo, hi = (lo, m2) if err(m1) < err(m2) else (m1, hi)
+        c = (lo + hi) / 2
+        if err(c) > 1e-6 or abs(c * math.sqrt(d) - 1) < 1e-4:
+            return None
+        known = {"1/√d_v (v's width)": 1 / math.sqrt(d_v), "1/d": 1 / d, "1 (no scaling)": 1.0,
+                 "√d": math.sqrt(d), "1/d_v": 1 / d_v}
+        name = next((n for n, val in known.items() if abs(c / val - 1) < 1e-3), None)
+        return ("wrong scale", f"your scores are multiplied by {c:.4g}" + (f" = {name}" if name else "")
+                + f"; multiply them by 1/√d = {1 / math.sqrt(d):.4g}, with d = q.shape[-1], the width of q "
+                "and k (not of v).")
+    return Property("wrong scale", test)
+
+
+def _rows_property() -> Property:
+    """Each query's output the right one times a factor: the weights of a query do not sum to 1."""
+    def test(args, got, expected):
+        if not isinstance(got, torch.Tensor) or got.shape != expected.shape or not torch.isfinite(got).all():
+            return None
+        ratio = (got * expected).sum(-1, keepdim=True) / (expected * expected).sum(-1, keepdim=True)
+        spread = (ratio - ratio.flatten()[0]).abs().max()  # one factor for all: another property names it
+        if (got - ratio * expected).abs().max() < 1e-6 and spread > 1e-6:
+            return ("rows scaled", "each query's output points the right way but is scaled by its own factor: "
+                    "its weights do not sum to 1. The running sum l needs one number per query — "
+                    "p.sum(dim=-1, keepdim=True) over the keys only, shape (..., T, 1) — not a sum over the "
+                    "queries too.")
+        return None
+    return Property("rows scaled", test)
+
+
 def check_blockwise_attention(fn, *, seed: int | None = None, quiet: bool = False) -> CheckResult:
     """fn(q: (..., T, d), k: (..., S, d), v: (..., S, d_v), block_size: int) → (..., T, d_v)."""
     parts = lambda q, k, v, b: Parts(q, k, v, 1 / math.sqrt(q.shape[-1]))  # noqa: E731
@@ -141,7 +185,8 @@ def check_blockwise_attention(fn, *, seed: int | None = None, quiet: bool = Fals
     ]
     result = check("blockwise attention", fn, _reference, trials,
                    [Mistake(k, f, h) for k, f, h in _SLIPS], nan_hint=_NAN,
-                   properties=[_one_block_property(fn), attention_property(parts)], explain=explain_error,
+                   properties=[_one_block_property(fn), _scale_property(), _rows_property(),
+                               attention_property(parts)], explain=explain_error,
                    seed=seed, quiet=True)
     if result.passed:  # right values: were they computed block by block?
         q, k, v, b = _inputs(2, T=5, S=12, d=4, d_v=3, block_size=4)(torch.Generator().manual_seed(0))
