@@ -43,7 +43,7 @@ from kqvlib.seed import seed_everything
 from kqvlib.tokenizers import BPETokenizer, CharTokenizer
 from kqvlib.train import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     # attention (chapters 1–5)
