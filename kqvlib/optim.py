@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from kqvlib._common import require
+from kqvlib._common import require, require_module, require_real
 from kqvlib.precision import native_bf16
 
 __all__ = ["ns_dtype", "newton_schulz", "Muon", "make_optimizers", "lr_at"]
@@ -132,15 +132,12 @@ def make_optimizers(model: torch.nn.Module, cfg, device: torch.device) -> list[t
     embeddings, the LM head, biases and norms stay with AdamW. Each group remembers its peak rate in
     "peak_lr". AdamW is fused (one kernel for all parameters) on CUDA and the CPU.
     """
-    require(isinstance(model, torch.nn.Module), lambda: f"train: model must be an nn.Module, got {type(model).__name__}")
-    for name in ("lr", "min_lr", "muon_lr", "weight_decay", "grad_clip", "warmup_steps"):
-        v = getattr(cfg, name)
-        require(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-                and (v > 0 or name in ("min_lr", "weight_decay", "grad_clip", "warmup_steps")),
-                lambda: f"TrainConfig.{name} must be a finite number "
-                        f"{'≥ 0' if name in ('min_lr', 'weight_decay', 'grad_clip', 'warmup_steps') else '> 0'}, got {v!r}")
-    require(len(cfg.betas) == 2 and all(0 <= b < 1 for b in cfg.betas),
-            lambda: f"TrainConfig.betas must be two numbers in [0, 1), got {cfg.betas!r}")
+    require_module("train", "model", model)
+    for name in ("lr", "muon_lr", "min_lr", "weight_decay", "grad_clip", "warmup_steps"):  # peak rates > 0
+        require_real("TrainConfig", name, getattr(cfg, name), lo=0, lo_open=name in ("lr", "muon_lr"))
+    require(len(cfg.betas) == 2, lambda: f"TrainConfig: betas must be two numbers, got {cfg.betas!r}")
+    for b in cfg.betas:
+        require_real("TrainConfig", "betas", b, lo=0, hi=1, hi_open=True)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     require(cfg.optimizer in ("adamw", "muon"),
             lambda: f"TrainConfig.optimizer must be 'adamw' or 'muon', got {cfg.optimizer!r}")

@@ -3,8 +3,7 @@
     cfg = TrainConfig(max_steps=2000, batch_size=12, lr=1e-3)
     history = train(model, train_ids, val_ids, cfg, checkpoint_path="ckpt.pt")
 
-The device and number format come from a :class:`kqvlib.precision.Plan` (``train(..., plan=...)``;
-by default the one :func:`kqvlib.precision.plan_for` decides for the device).
+The device and number format: a :class:`kqvlib.precision.Plan` (``plan=``; else ``plan_for(device)``).
 """
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from kqvlib._common import eval_mode, require
+from kqvlib._common import eval_mode, require, require_ids, require_int, require_ints, require_module
 from kqvlib.data import get_batch
 from kqvlib.optim import lr_at, make_optimizers  # noqa: F401 — also kqvlib.train's names, as before
 from kqvlib.precision import (Plan, distributed, maybe_compile, pick_device, plan_for, rng_state, set_rng_state,
@@ -75,8 +74,9 @@ def evaluate(model: nn.Module, data: torch.Tensor, batch_size: int = 64, device:
     The split is cut into consecutive windows of the model's block_size; each window predicts its
     block_size next tokens (the last, shorter window too), so every token after the first is scored once.
     Full batches go through ``model`` as given (compiled, it compiles one shape), the rest eagerly."""
-    require(data.dim() == 1 and not data.is_floating_point() and len(data) >= 2 and batch_size > 0, lambda: f"evaluate: "
-            f"need data as 1-D integer ids (2+) and batch_size > 0, got {tuple(data.shape)} {data.dtype}, {batch_size}")
+    require_ids("evaluate", "data", data, dim=1)
+    require_int("evaluate", "batch_size", batch_size, lo=1)
+    require(len(data) >= 2, lambda: f"evaluate: data needs at least 2 ids, got {len(data)}")
     device = device or next(model.parameters()).device
     run, T, data = plan or plan_for(device), model.config.block_size, data.to(device)
     n = len(data) - 1  # positions that have a next token
@@ -117,7 +117,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizers: list[torch.o
     """Save everything needed to resume: weights, optimizer and GradScaler states, the RNG states, step,
     time and history. Atomic: written to ``<path>.tmp``, fsynced, then renamed over ``path``, so a crash
     mid-save leaves the old checkpoint (and a failed save removes its temporary file). Built in chapter 10."""
-    require(isinstance(model, nn.Module), lambda: f"save_checkpoint: model must be an nn.Module, got {model!r:.40}")
+    require_module("save_checkpoint", "model", model)
     path, net = Path(path), unwrap(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"model": net.state_dict(), "optimizers": [o.state_dict() for o in optimizers or []],
@@ -202,9 +202,8 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, cf
     Returns a dict of lists: step, train_loss, val_loss, lr, seconds. Built in chapter 10."""
     from tqdm.auto import tqdm
 
-    require(cfg.max_steps > 0 and cfg.batch_size > 0 and cfg.eval_interval > 0 and cfg.eval_iters > 0,
-            lambda: f"train: max_steps, batch_size, eval_interval and eval_iters must be positive, got "
-                    f"{cfg.max_steps}, {cfg.batch_size}, {cfg.eval_interval}, {cfg.eval_iters}")
+    require_ints("TrainConfig", lo=1, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
+                 eval_interval=cfg.eval_interval, eval_iters=cfg.eval_iters)
     require(not resume or (checkpoint_path is not None and Path(checkpoint_path).is_file()),
             lambda: f"train: resume=True, but there is no checkpoint at checkpoint_path={checkpoint_path!r}; "
                     f"pass resume=False to start a new run")
@@ -216,8 +215,8 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, cf
             lambda: "train: a time budget would stop the processes at different steps; use max_steps")
     B, T = cfg.batch_size, model.config.block_size
     for name, ids in (("train_data", train_data), ("val_data", val_data)):
-        require(isinstance(ids, torch.Tensor) and ids.dim() == 1 and not ids.is_floating_point() and len(ids) > T,
-                lambda: f"train: {name} must be 1-D integer ids, more than block_size={T}, got {ids!r:.60}")
+        require_ids("train", name, ids, dim=1)
+        require(len(ids) > T, lambda: f"train: {name} has {len(ids)} ids, need more than block_size={T}")
     model.to(device).train()
     opts = make_optimizers(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type) if run.scaler else None
