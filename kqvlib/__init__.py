@@ -17,6 +17,7 @@ One module per idea, in the order of the book (a module imports only from module
     encdec      an encoder–decoder with cross-attention; toy seq2seq tasks      chapter 12
     efficient   online softmax, tiled exact attention, Performer attention      chapter 13
     interpret   capturing attention, head scores, switching heads off           chapter 14
+    explorer    an interactive figure of every head's attention (plotly.js)     chapter 14
     induction   an attention-only transformer, induction heads, the pizza model  chapter 15
     modern      grouped-query, latent and sliding-window attention, QK-norm     chapter 16
 Tools used throughout: seed (seed_everything), plot (attention heatmaps, a precomputed bar-chart slider),

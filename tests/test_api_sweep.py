@@ -40,9 +40,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-attention, block, data, efficient, encdec, generate, interpret, model, multihead, positions, tokenizers = (
+attention, block, data, efficient, encdec, explorer, generate, interpret, model, multihead, positions, tokenizers = (
     importlib.import_module(f"kqvlib.{m}") for m in  # kqvlib.generate the module, not the function
-    "attention block data efficient encdec generate interpret model multihead positions tokenizers".split())
+    "attention block data efficient encdec explorer generate interpret model multihead positions tokenizers".split())
 
 META = "meta"
 
@@ -627,6 +627,44 @@ def _hand_cases() -> list[Case]:
     add("speaker_targets float", lambda: interpret.speaker_targets(toks.float(), 0, 1), Err("tokens"))
     add("speaker_targets colon str", lambda: interpret.speaker_targets(toks, 0, ":"), Err("colon"))
     add("speaker_targets T=0", lambda: interpret.speaker_targets(toks[:, :0], 0, 1), Ref(lambda: torch.zeros(1, 0, 0, dtype=torch.bool)))
+
+    # explorer (chapter 14's figure)
+    ids = torch.tensor(CHAR.encode("abca"))
+
+    def ref_weights():
+        twin = model.GPT(GPT_CFG).double().eval()
+        twin.load_state_dict(GPT_M.state_dict())
+        with torch.no_grad(), interpret.capture_attention(twin) as w:
+            twin(ids[None])
+        return torch.stack([a[0] for a in w])
+
+    add("passage_attention fine", lambda: explorer.passage_attention(GPT_M, ids), Ref(ref_weights))
+    add("passage_attention str model", lambda: explorer.passage_attention("gpt", ids), Err("model"))
+    add("passage_attention Linear", lambda: explorer.passage_attention(nn.Linear(2, 2), ids), Err("model"))
+    add("passage_attention float ids", lambda: explorer.passage_attention(GPT_M, ids.float()), Err("ids"))
+    add("passage_attention 2-D ids", lambda: explorer.passage_attention(GPT_M, ids[None]), Err("ids"))
+    add("passage_attention empty", lambda: explorer.passage_attention(GPT_M, ids[:0]), Err("ids"))
+    add("passage_attention list", lambda: explorer.passage_attention(GPT_M, [0, 1]), Err("ids"))
+    add("passage_attention too long", lambda: explorer.passage_attention(GPT_M, ids.repeat(3)), Err("ids"))
+    add("attention_explorer fine", lambda: explorer.attention_explorer(GPT_M, CHAR, "abca").weights, Ref(ref_weights))
+    add("attention_explorer str model", lambda: explorer.attention_explorer("gpt", CHAR, "ab"), Err("model"))
+    add("attention_explorer int text", lambda: explorer.attention_explorer(GPT_M, CHAR, 3), Err("text"))
+    add("attention_explorer 1 char", lambda: explorer.attention_explorer(GPT_M, CHAR, "a"), Err("text"))
+    add("attention_explorer unknown char", lambda: explorer.attention_explorer(GPT_M, CHAR, "abz"), Err("text"))
+    add("attention_explorer too long", lambda: explorer.attention_explorer(GPT_M, CHAR, "abc" * 3), Err("text"))
+    add("attention_explorer BPE", lambda: explorer.attention_explorer(GPT_M, BPE, "the cat"), Err("tokenizer"))
+    add("attention_explorer no encode", lambda: explorer.attention_explorer(GPT_M, object(), "ab"), Err("tokenizer"))
+    add("attention_explorer query 5", lambda: explorer.attention_explorer(GPT_M, CHAR, "ab", query=5), Err("query"))
+    add("attention_explorer query True", lambda: explorer.attention_explorer(GPT_M, CHAR, "ab", query=True), Err("query"))
+    add("attention_explorer query 1.0", lambda: explorer.attention_explorer(GPT_M, CHAR, "ab", query=1.0), Err("query"))
+    W4 = torch.full((1, 2, 3, 3), 1 / 3)
+    add("AttentionExplorer fine", lambda: explorer.AttentionExplorer("abc", W4, 1).weights, Ref(lambda: W4))
+    add("AttentionExplorer T mismatch", lambda: explorer.AttentionExplorer("ab", W4), Err("weights"))
+    add("AttentionExplorer 3-D", lambda: explorer.AttentionExplorer("abc", W4[0]), Err("weights"))
+    add("AttentionExplorer int weights", lambda: explorer.AttentionExplorer("abc", W4.long()), Err("weights"))
+    add("AttentionExplorer start 3", lambda: explorer.AttentionExplorer("abc", W4, 3), Err("start"))
+    add("AttentionExplorer text None", lambda: explorer.AttentionExplorer(None, W4), Err("text"))
+    add("plotly_js", lambda: explorer.plotly_js(), Ref(lambda: explorer.PLOTLY_JS.read_text()))
     cs += _newer_cases()
     return cs
 
@@ -1032,7 +1070,8 @@ def test_the_rest_of_the_top_level_is_clear():
 def test_the_sweep_covers_the_public_api():
     """Every public function and class of these modules (and kqvlib's top level from them) is called."""
     labels = " ".join(c.label for c in all_cases())
-    mods = [attention, multihead, positions, block, tokenizers, data, model, generate, encdec, efficient, interpret]
+    mods = [attention, multihead, positions, block, tokenizers, data, model, generate, encdec, efficient, interpret,
+            explorer]
     missing = []
     for mod in mods:
         names = getattr(mod, "__all__", None) or [n for n, o in vars(mod).items()

@@ -20,7 +20,7 @@ EXERCISES = PKG / "exercises"
 
 TOOLS = ["_common", "seed", "plot", "checks"]
 IDEAS = ["attention", "multihead", "positions", "block", "tokenizers", "data", "model", "precision", "optim",
-         "train", "recipes", "pretrained", "generate", "encdec", "efficient", "interpret", "induction",
+         "train", "recipes", "pretrained", "generate", "encdec", "efficient", "interpret", "explorer", "induction",
          "modern"]
 ORDER = TOOLS + IDEAS
 MAX_LINES = 300
