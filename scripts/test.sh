@@ -3,7 +3,8 @@
 #   1. kqvlib, the exercise checkers, data loading       (pytest tests/)
 #   2. every notebook re-executed and compared with its stored outputs (pytest --nbval, strict)
 #   3. the HTML book built from the stored outputs, any warning an error (jupyter-book -W)
-#   4. every page of the HTML book opened in headless Chromium (pytest tests/browser)
+#   4. every page of the HTML book opened in headless Chromium, and chapter 14's explorer also in
+#      JupyterLab (pytest tests/browser)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
