@@ -76,16 +76,18 @@ def _grid(text: str) -> list[tuple[int, int]]:
 
 
 def _figure(text: str, weights: torch.Tensor, start: int) -> dict:
-    """The plotly.js figure: 8 passage traces, then 8 matrix traces (one of each visible), a head menu, a
-    query slider. Weights are stored as whole percentages, rows ragged (a query sees no later key)."""
+    """The plotly.js figure: L·H passage traces, then L·H matrix traces (one of each visible), a head menu
+    and a query slider. Weights are stored as whole percentages, rows ragged (a query sees no later key)."""
     L, H, T, _ = weights.shape
     cells = _grid(text)
     rows, cols = max(r for r, _ in cells) + 1, max(c for _, c in cells) + 1
     page = [[""] * cols for _ in range(rows)]
     for (r, c), ch in zip(cells, text):
         page[r][c] = SHOWN.get(ch, ch) if ch in "\n\t" else ch
-    # in percent, as integers: compact, and the same on every machine (the weights are float64)
-    w = [[round(100 * x) for x in row[: q % T + 1]] for q, row in enumerate(weights.reshape(L * H * T, T).tolist())]
+    # (L·H·T) rows, row i·T + q: head i's query q over keys 0 … q, in whole percents (compact, and the same
+    # on every machine: the weights are float64)
+    rows_all = weights.reshape(L * H * T, T).tolist()
+    w = [[round(100 * x) for x in row[: i % T + 1]] for i, row in enumerate(rows_all)]
 
     def passage_z(head: int, q: int) -> list[list[int | None]]:
         """The page coloured by query q's weights; None where q sees nothing (later characters, line ends)."""
@@ -109,21 +111,23 @@ def _figure(text: str, weights: torch.Tensor, start: int) -> dict:
                                              args=[{"visible": [j % len(names) == i for j in range(2 * len(names))]}])
                                         for i, n in enumerate(names)])
 
-    def box(q: int) -> dict:
-        r, c = cells[q]  # the query's cell on the page and its row in the matrix
-        return {"shapes[0].x0": c - 0.5, "shapes[0].x1": c + 0.5, "shapes[0].y0": r - 0.5, "shapes[0].y1": r + 0.5,
-                "shapes[1].y0": q - 0.5, "shapes[1].y1": q + 0.5}
+    def outlines(q: int) -> tuple[dict, dict]:
+        """The query's cell on the page, and its row in the matrix."""
+        r, c = cells[q]
+        return dict(x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5), dict(y0=q - 0.5, y1=q + 0.5)
+
+    def move(q: int) -> dict:  # the layout change that moves both outlines to query q
+        return {f"shapes[{i}].{k}": v for i, box in enumerate(outlines(q)) for k, v in box.items()}
 
     steps = [dict(label=SHOWN.get(ch, ch), method="update",
-                  args=[{"z": [passage_z(i, q) for i in range(len(names))]}, box(q), list(range(len(names)))])
+                  args=[{"z": [passage_z(i, q) for i in range(len(names))]}, move(q), list(range(len(names)))])
              for q, ch in enumerate(text)]
     slider = dict(active=start, steps=steps, x=0, len=1, y=0, yanchor="top", pad=dict(t=28),
                   currentvalue=dict(prefix="query: ", font=dict(size=13)), font=dict(size=10), ticklen=3)
-    first = box(start)
+    page_box, row_box = outlines(start)
     outline = dict(type="rect", line=dict(color="#d62728", width=2.5), fillcolor="rgba(0,0,0,0)")
-    shapes = [dict(outline, xref="x", yref="y", **{k[10:]: v for k, v in first.items() if k.startswith("shapes[0]")}),
-              dict(outline, xref="x2 domain", yref="y2", x0=0, x1=1,
-                   **{k[10:]: v for k, v in first.items() if k.startswith("shapes[1]")})]
+    shapes = [dict(outline, xref="x", yref="y", **page_box),
+              dict(outline, xref="x2 domain", yref="y2", x0=0, x1=1, **row_box)]
     axis = dict(showgrid=False, zeroline=False, fixedrange=True, ticks="")
     ticks = dict(tickmode="array", tickvals=labels, ticktext=[SHOWN.get(c, c) for c in text], tickfont=dict(size=9))
     note = dict(xref="paper", yref="paper", x=0, xanchor="left", yanchor="bottom", showarrow=False,
