@@ -28,6 +28,7 @@ __all__ = ["attention_explorer", "AttentionExplorer", "passage_attention", "plot
 PLOTLY_JS = Path(__file__).parent / "static" / "plotly-heatmap.min.js"
 PLOTLY_FACTS = PLOTLY_JS.with_suffix("").with_suffix(".json")
 SHOWN = {"\n": "↵", " ": "␣", "\t": "⇥"}  # characters that would be invisible as a label
+MAX_CHARS = 100  # the figure stores every head × query × key: 0.14 MB at 48 characters, about 0.8 MB at 100
 COLORSCALE = [[0.0, "#ffffff"], [0.15, "#c6dbef"], [0.4, "#6baed6"], [0.7, "#2171b5"], [1.0, "#08306b"]]
 
 
@@ -190,7 +191,9 @@ def attention_explorer(model: nn.Module, tokenizer, text: str, *, query: int | N
     """
     require_module("attention_explorer", "model", model)
     require_str("attention_explorer", "text", text)
-    require(len(text) >= 2, lambda: f"attention_explorer: text must have at least 2 characters, got {text!r}")
+    require(2 <= len(text) <= MAX_CHARS, lambda: (
+        f"attention_explorer: text must have 2 to {MAX_CHARS} characters, got {len(text)}: the figure stores "
+        "every head's weight for every query and key, so a longer passage makes a page too heavy to load"))
     require(callable(getattr(tokenizer, "encode", None)), lambda: (
         f"attention_explorer: tokenizer must have an encode(str) method, got {type(tokenizer).__name__}"))
     try:

@@ -114,6 +114,13 @@ def test_the_chapter_shows_what_the_library_makes(shown):
     assert stored == [shown.html], "re-run chapter 14 (make notebook NB=book/14_inside_gpt.ipynb)"
 
 
+def test_a_passage_too_long_for_a_page_is_refused_by_name(ref):
+    model, tok = ref
+    ex.attention_explorer(model, tok, "a" * ex.MAX_CHARS)
+    with pytest.raises(ValueError, match=rf"text must have 2 to {ex.MAX_CHARS} characters, got {ex.MAX_CHARS + 1}"):
+        ex.attention_explorer(model, tok, "a" * (ex.MAX_CHARS + 1))
+
+
 def test_other_queries_and_short_texts(ref):
     model, tok = ref
     first = ex.attention_explorer(model, tok, "ab", query=0)
