@@ -15,17 +15,10 @@ from __future__ import annotations
 import torch
 
 from kqvlib.checks import CheckResult, Mistake, Property, Trial, constant_factor
+from kqvlib.exercises.ch14 import B, H, _causal  # random causal weights (B, H, T, T), as chapter 14's
 from kqvlib.exercises.diagnose import checked
 
 __all__ = ["check_prefix_matching_score", "check_induction_excess"]
-
-B, H = 3, 4
-
-
-def _causal(g: torch.Generator, T: int) -> torch.Tensor:
-    scores = 2.0 * torch.randn(B, H, T, T, generator=g, dtype=torch.float64)  # (B, H, T, T)
-    causal = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
-    return torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
 
 
 def _score(weights, targets, all_queries=False):

@@ -6,7 +6,7 @@ import math
 import torch
 
 from kqvlib.checks import Mistake, Property, Trial, check, close, constant_factor
-from kqvlib.exercises.ch13.stream import ReturnedError
+from kqvlib.exercises.ch13.stream import ReturnedError, returned_values
 from kqvlib.exercises.common import explain_error
 
 F64 = torch.float64
@@ -41,10 +41,7 @@ def _as_triple(fn):
         r = fn(q, k, v, d_out, lse, delta)
         if r is None:
             return None
-        if isinstance(r, torch.Tensor) or not isinstance(r, (tuple, list)) or len(r) != 3:
-            n = 1 if isinstance(r, torch.Tensor) else len(r) if isinstance(r, (tuple, list)) else "no"
-            raise ReturnedError("not a triple", f"return the three gradients (dq, dk, dv): you returned {n} "
-                                                f"value(s).")
+        r = returned_values(r, 3, "not a triple", "the three gradients (dq, dk, dv)")
         want = [tuple(q.shape), tuple(k.shape), tuple(v.shape)]
         shapes = [tuple(torch.as_tensor(t).shape) for t in r]
         if shapes != want and sorted(shapes) == sorted(want):

@@ -20,6 +20,14 @@ class ReturnedError(Exception):
         self.key, self.hint = key, hint
 
 
+def returned_values(r: object, n: int, key: str, what: str) -> tuple:
+    """The learner's return value as ``n`` values, or a ReturnedError that says how many came back."""
+    if isinstance(r, torch.Tensor) or not isinstance(r, (tuple, list)) or len(r) != n:
+        got = 1 if isinstance(r, torch.Tensor) else len(r) if isinstance(r, (tuple, list)) else "no"
+        raise ReturnedError(key, f"return {what}: you returned {got} value(s).")
+    return tuple(r)
+
+
 # --- the stream -----------------------------------------------------------------------------
 
 class _Stream:
@@ -62,10 +70,7 @@ def _as_pair(fn):
         r = fn(stream)
         if r is None:
             return None
-        if isinstance(r, torch.Tensor) or not isinstance(r, (tuple, list)) or len(r) != 2:
-            n = 1 if isinstance(r, torch.Tensor) else len(r) if isinstance(r, (tuple, list)) else "no"
-            raise ReturnedError("not a pair", f"return the pair (m, l), each of shape (B,): you returned {n} "
-                                              f"value(s).")
+        r = returned_values(r, 2, "not a pair", "the pair (m, l), each of shape (B,)")
         m, l = (torch.as_tensor(t) for t in r)
         B = stream._chunks[0].shape[0]
         if m.shape != (B,) or l.shape != (B,):
