@@ -3,6 +3,7 @@
 import hashlib
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,7 +108,6 @@ def test_the_html_is_self_contained_and_the_same_on_every_run(ref, shown):
 
 def test_the_chapter_shows_what_the_library_makes(shown):
     """Chapter 14's stored figure is the one kqvlib makes now (nbval re-runs it too; this names the drift)."""
-    from pathlib import Path
     nb = json.loads((Path(__file__).resolve().parents[1] / "book" / "14_inside_gpt.ipynb").read_text())
     stored = [("".join(o["data"]["text/html"])) for c in nb["cells"] for o in c.get("outputs", [])
               if "kqv-explorer" in "".join(o.get("data", {}).get("text/html", ""))]
